@@ -1,0 +1,156 @@
+//! The command line: global options and one subcommand per pipeline step.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Access reviews and seat reconciliation for Docker Hub organizations.
+///
+/// Snapshots every Docker Hub user through SCIM, reconciles them with an identity-provider
+/// or HR export, and writes a review report (HTML, CSV, JSON) that it emails to reviewers.
+#[derive(Debug, Parser)]
+#[command(name = "hubreview", version, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file (TOML); HUBREVIEW_<SECTION>_<KEY> variables and --set override it
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "HUBREVIEW_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Override one configuration key, e.g. --set review.idle_days=60 (repeatable)
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+
+    /// More log output (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors in the log
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log format: text for terminals, json for log collectors
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole job: snapshot, read the IdP export, reconcile, report, deliver
+    Run(RunArgs),
+    /// Fetch a SCIM snapshot into the store (a new run)
+    Snapshot(SnapshotArgs),
+    /// Reconcile a run's snapshot with the IdP export and store the findings
+    Reconcile(ReconcileArgs),
+    /// Render a run's report from the store
+    Report(RunSelector),
+    /// Deliver a run's report by email, or to the outbox
+    Send(SendArgs),
+    /// Run the whole job against the built-in demo organization (no network, no setup)
+    Demo(DemoArgs),
+    /// List the runs and snapshots in the store
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Review date, YYYY-MM-DD (default: today in UTC)
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+
+    /// Let this run through a size-drop guard: scim, idp (repeatable); the report says so
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub accept_drop: Vec<DropSource>,
+
+    /// Write the message to the outbox instead of sending it
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Let this snapshot through the size-drop guard
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub accept_drop: Vec<DropSource>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The run whose snapshot to reconcile (default: the newest run with a snapshot)
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+
+    /// Review date, YYYY-MM-DD (default: today in UTC)
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+
+    /// Let this run through a size-drop guard (idp)
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub accept_drop: Vec<DropSource>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunSelector {
+    /// The run (default: the newest run with a snapshot)
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The run whose report to send (default: the newest run with a report)
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+
+    /// Write the message to the outbox instead of sending it
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its store, reports and outbox
+    #[arg(long, value_name = "DIR", default_value = "reports/demo")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many runs to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DropSource {
+    Scim,
+    Idp,
+}
+
+impl DropSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropSource::Scim => "scim",
+            DropSource::Idp => "idp",
+        }
+    }
+}
+
+fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("`{text}` is not a date in the form YYYY-MM-DD ({e})"))
+}

@@ -1,0 +1,706 @@
+//! Configuration: a TOML file, overridden by `HUBREVIEW_<SECTION>_<KEY>` environment
+//! variables, overridden by flags. Secrets come only from the environment or from a file
+//! named by `<NAME>_FILE`, never from the file or a flag.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration after layering and validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub scim: ScimConfig,
+    pub idp: IdpConfig,
+    pub activity: ActivityConfig,
+    pub review: ReviewConfig,
+    pub store: StoreConfig,
+    pub report: ReportConfig,
+    pub mail: MailConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScimConfig {
+    /// Base URL, ending in `/v2/scim/2.0` for Docker Hub.
+    pub url: String,
+    /// Users per page, 1 to 200.
+    pub page_size: u32,
+    /// Pages fetched at once after the first.
+    pub concurrency: u32,
+    /// Seconds before one request gives up.
+    pub timeout_secs: u64,
+    /// Retries for a 5xx, a timeout or a reset, over the whole fetch.
+    pub max_retries: u32,
+    /// First backoff in milliseconds; doubled on each retry, with jitter.
+    pub retry_base_ms: u64,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        ScimConfig {
+            url: "https://hub.docker.com/v2/scim/2.0".into(),
+            page_size: 200,
+            concurrency: 4,
+            timeout_secs: 30,
+            max_retries: 5,
+            retry_base_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdpConfig {
+    pub file: Option<PathBuf>,
+    pub format: String,
+    /// Column names for the `generic` format.
+    pub columns: Columns,
+}
+
+impl Default for IdpConfig {
+    fn default() -> Self {
+        IdpConfig {
+            file: None,
+            format: "okta".into(),
+            columns: Columns::default(),
+        }
+    }
+}
+
+/// Column names of a `generic` export. Only `email` is required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Columns {
+    pub email: Option<String>,
+    pub status: Option<String>,
+    pub employee_id: Option<String>,
+    pub aliases: Option<String>,
+    pub termination_date: Option<String>,
+    pub name: Option<String>,
+    pub department: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActivityConfig {
+    /// The Docker Hub members export (or its Insights variant) carrying last sign-in.
+    pub file: Option<PathBuf>,
+    /// `members` or `insights`.
+    pub format: String,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            file: None,
+            format: "insights".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReviewConfig {
+    pub idle_days: u32,
+    pub max_drop_percent: f64,
+    pub max_drop_count: u64,
+    /// Price of one seat per month, in the currency of the contract.
+    pub seat_price: Option<f64>,
+    pub seats_purchased: Option<u64>,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            idle_days: 90,
+            max_drop_percent: 10.0,
+            max_drop_count: 5,
+            seat_price: None,
+            seats_purchased: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("hubreview.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Each run writes into `<dir>/<YYYYMMDDTHHMMSSZ>/`.
+    pub dir: PathBuf,
+    /// The organization's name, shown in the report and the mail subject.
+    pub organization: String,
+    /// Rows shown per section of `report.html`; the CSVs hold all of them.
+    pub html_rows: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            dir: PathBuf::from("reports"),
+            organization: String::new(),
+            html_rows: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Without a host, messages go to the outbox as `.eml` files.
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls`, `implicit` or `none`; the default follows the port.
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub from: Option<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub to: Vec<String>,
+    pub outbox: PathBuf,
+    pub timeout_secs: u64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_host: None,
+            smtp_port: None,
+            tls: None,
+            username: None,
+            from: None,
+            to: Vec::new(),
+            outbox: PathBuf::from("outbox"),
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// Accepts `to = "a@x"` as well as `to = ["a@x", "b@x"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Secrets, read from the environment only.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub scim_token: Option<String>,
+    pub hub_token: Option<String>,
+    pub smtp_password: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| if s.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Secrets")
+            .field("scim_token", &shown(&self.scim_token))
+            .field("hub_token", &shown(&self.hub_token))
+            .field("smtp_password", &shown(&self.smtp_password))
+            .finish()
+    }
+}
+
+use std::path::Path;
+
+/// The type of a configuration key, for reading it from an environment variable or flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyType {
+    Text,
+    Path,
+    Integer,
+    Float,
+    List,
+}
+
+/// Every key, as `section.key` (or `section.group.key`), with its type.
+const KEYS: &[(&str, KeyType)] = &[
+    ("scim.url", KeyType::Text),
+    ("scim.page_size", KeyType::Integer),
+    ("scim.concurrency", KeyType::Integer),
+    ("scim.timeout_secs", KeyType::Integer),
+    ("scim.max_retries", KeyType::Integer),
+    ("scim.retry_base_ms", KeyType::Integer),
+    ("idp.file", KeyType::Path),
+    ("idp.format", KeyType::Text),
+    ("idp.columns.email", KeyType::Text),
+    ("idp.columns.status", KeyType::Text),
+    ("idp.columns.employee_id", KeyType::Text),
+    ("idp.columns.aliases", KeyType::Text),
+    ("idp.columns.termination_date", KeyType::Text),
+    ("idp.columns.name", KeyType::Text),
+    ("idp.columns.department", KeyType::Text),
+    ("activity.file", KeyType::Path),
+    ("activity.format", KeyType::Text),
+    ("review.idle_days", KeyType::Integer),
+    ("review.max_drop_percent", KeyType::Float),
+    ("review.max_drop_count", KeyType::Integer),
+    ("review.seat_price", KeyType::Float),
+    ("review.seats_purchased", KeyType::Integer),
+    ("store.path", KeyType::Path),
+    ("report.dir", KeyType::Path),
+    ("report.organization", KeyType::Text),
+    ("report.html_rows", KeyType::Integer),
+    ("mail.smtp_host", KeyType::Text),
+    ("mail.smtp_port", KeyType::Integer),
+    ("mail.tls", KeyType::Text),
+    ("mail.username", KeyType::Text),
+    ("mail.from", KeyType::Text),
+    ("mail.to", KeyType::List),
+    ("mail.outbox", KeyType::Path),
+    ("mail.timeout_secs", KeyType::Integer),
+];
+
+/// Secret names: read from `NAME` or from the file named by `NAME_FILE`.
+const SECRETS: [&str; 3] = [
+    "HUBREVIEW_SCIM_TOKEN",
+    "HUBREVIEW_HUB_TOKEN",
+    "HUBREVIEW_SMTP_PASSWORD",
+];
+
+/// Every problem found in the configuration, reported at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: String) -> Self {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+}
+
+/// The environment variable that overrides `key`: `scim.page_size` -> `HUBREVIEW_SCIM_PAGE_SIZE`.
+pub fn env_name(key: &str) -> String {
+    format!("HUBREVIEW_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl Config {
+    /// Layers the file (if any), then `HUBREVIEW_*` variables from `env`, then `sets`
+    /// (`key=value` flags), and validates the result. Relative paths in the file are
+    /// read against the file's folder; the others against the working directory.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        sets: &[String],
+    ) -> Result<(Config, Secrets), ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = toml::Table::new();
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::one(format!("cannot read config file `{}`: {e}", path.display()))
+            })?;
+            table = toml::from_str(&text)
+                .map_err(|e| ConfigError::one(format!("config file `{}`: {e}", path.display())))?;
+            for (section, value) in &table {
+                if let Some(t) = value.as_table() {
+                    for secret in [
+                        "token",
+                        "password",
+                        "scim_token",
+                        "hub_token",
+                        "smtp_password",
+                    ] {
+                        if t.contains_key(secret) {
+                            problems.push(format!(
+                                "`{section}.{secret}` in `{}`: secrets are never read from the \
+                                 config file; set {} (or {}_FILE) in the environment",
+                                path.display(),
+                                secret_for(section),
+                                secret_for(section),
+                            ));
+                        }
+                    }
+                }
+            }
+            let base = path.parent().unwrap_or(Path::new(""));
+            for (key, kind) in KEYS {
+                if *kind == KeyType::Path {
+                    if let Some(toml::Value::String(p)) = lookup_mut(&mut table, key) {
+                        if Path::new(p.as_str()).is_relative() && !base.as_os_str().is_empty() {
+                            *p = base.join(&*p).display().to_string();
+                        }
+                    }
+                }
+            }
+        }
+
+        for (name, value) in env {
+            if !name.starts_with("HUBREVIEW_")
+                || SECRETS
+                    .iter()
+                    .any(|s| name == s || *name == format!("{s}_FILE"))
+                || name == "HUBREVIEW_CONFIG"
+                || name == "HUBREVIEW_LOG"
+            {
+                continue;
+            }
+            match KEYS.iter().find(|(k, _)| env_name(k) == *name) {
+                Some((key, kind)) => set(&mut table, key, *kind, value, name, &mut problems),
+                None => problems.push(format!(
+                    "environment variable {name} names no configuration key (known: {})",
+                    KEYS.iter()
+                        .map(|(k, _)| env_name(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+
+        for assignment in sets {
+            let Some((key, value)) = assignment.split_once('=') else {
+                problems.push(format!("--set `{assignment}`: expected KEY=VALUE"));
+                continue;
+            };
+            let key = key.trim();
+            match KEYS.iter().find(|(k, _)| *k == key) {
+                Some((key, kind)) => set(
+                    &mut table,
+                    key,
+                    *kind,
+                    value,
+                    &format!("--set {key}"),
+                    &mut problems,
+                ),
+                None if SECRETS.iter().any(|s| env_name(key) == *s) => problems.push(format!(
+                    "--set {key}: secrets are never taken from flags; set {} in the environment",
+                    env_name(key)
+                )),
+                None => problems.push(format!(
+                    "--set {key}: no such key (known: {})",
+                    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::one(format!("configuration: {}", e.message()))
+                })?;
+        config.validate()?;
+        let secrets = Secrets::from_env(env)?;
+        Ok((config, secrets))
+    }
+
+    /// Checks ranges and names, reporting every problem at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !(1..=200).contains(&self.scim.page_size) {
+            problems.push(format!(
+                "`scim.page_size` = {}: must be 1 to 200 (Docker's SCIM API pages at most 200)",
+                self.scim.page_size
+            ));
+        }
+        if !(1..=32).contains(&self.scim.concurrency) {
+            problems.push(format!(
+                "`scim.concurrency` = {}: must be 1 to 32",
+                self.scim.concurrency
+            ));
+        }
+        if self.scim.timeout_secs == 0 {
+            problems.push("`scim.timeout_secs` must be at least 1".into());
+        }
+        if crate::idp::Format::parse(&self.idp.format).is_none() {
+            problems.push(format!(
+                "`idp.format` = `{}`: must be one of {}",
+                self.idp.format,
+                crate::idp::Format::NAMES
+            ));
+        }
+        if !["members", "insights"].contains(&self.activity.format.as_str()) {
+            problems.push(format!(
+                "`activity.format` = `{}`: must be `members` or `insights`",
+                self.activity.format
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.review.max_drop_percent) {
+            problems.push(format!(
+                "`review.max_drop_percent` = {}: must be 0 to 100",
+                self.review.max_drop_percent
+            ));
+        }
+        if self
+            .review
+            .seat_price
+            .is_some_and(|p| !p.is_finite() || p < 0.0)
+        {
+            problems.push("`review.seat_price` must be a positive number".into());
+        }
+        if let Some(tls) = &self.mail.tls {
+            if !["starttls", "implicit", "none"].contains(&tls.as_str()) {
+                problems.push(format!(
+                    "`mail.tls` = `{tls}`: must be `starttls`, `implicit` or `none`"
+                ));
+            }
+        }
+        if self.report.html_rows == 0 {
+            problems.push("`report.html_rows` must be at least 1".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn secret_for(section: &str) -> &'static str {
+    match section {
+        "hub" => "HUBREVIEW_HUB_TOKEN",
+        "mail" | "smtp" => "HUBREVIEW_SMTP_PASSWORD",
+        _ => "HUBREVIEW_SCIM_TOKEN",
+    }
+}
+
+impl Secrets {
+    /// Reads each secret from `NAME`, or from the file named by `NAME_FILE`.
+    pub fn from_env(env: &[(String, String)]) -> Result<Secrets, ConfigError> {
+        let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let mut problems = Vec::new();
+        let mut read = |name: &str| -> Option<String> {
+            if let Some(v) = get(name).filter(|v| !v.trim().is_empty()) {
+                return Some(v.trim().to_owned());
+            }
+            let file = get(&format!("{name}_FILE"))?;
+            match std::fs::read_to_string(&file) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+                Ok(_) => {
+                    problems.push(format!("{name}_FILE: `{file}` is empty"));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("{name}_FILE: cannot read `{file}`: {e}"));
+                    None
+                }
+            }
+        };
+        let secrets = Secrets {
+            scim_token: read(SECRETS[0]),
+            hub_token: read(SECRETS[1]),
+            smtp_password: read(SECRETS[2]),
+        };
+        if problems.is_empty() {
+            Ok(secrets)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn lookup_mut<'a>(table: &'a mut toml::Table, key: &str) -> Option<&'a mut toml::Value> {
+    let mut parts = key.split('.');
+    let mut current = table.get_mut(parts.next()?)?;
+    for part in parts {
+        current = current.as_table_mut()?.get_mut(part)?;
+    }
+    Some(current)
+}
+
+/// Sets `key` in `table` from text, typed as the key wants.
+fn set(
+    table: &mut toml::Table,
+    key: &str,
+    kind: KeyType,
+    text: &str,
+    source: &str,
+    problems: &mut Vec<String>,
+) {
+    let text = text.trim();
+    let value = match kind {
+        KeyType::Text | KeyType::Path => toml::Value::String(text.to_owned()),
+        KeyType::Integer => match text.parse::<i64>() {
+            Ok(n) => toml::Value::Integer(n),
+            Err(_) => {
+                problems.push(format!("{source} = `{text}`: expected a whole number"));
+                return;
+            }
+        },
+        KeyType::Float => match text.parse::<f64>() {
+            Ok(n) => toml::Value::Float(n),
+            Err(_) => {
+                problems.push(format!("{source} = `{text}`: expected a number"));
+                return;
+            }
+        },
+        KeyType::List => toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+    };
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = match entry.as_table_mut() {
+            Some(t) => t,
+            None => return,
+        };
+    }
+    current.insert(last.to_owned(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hubreview.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let (c, _) = Config::load(None, &[], &[]).unwrap();
+        assert_eq!(c.scim.page_size, 200);
+        assert_eq!(c.review.idle_days, 90);
+        assert_eq!(c.review.max_drop_percent, 10.0);
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_and_flags_override_both() {
+        let (_d, path) = file("[scim]\npage_size = 50\nurl = \"https://a.example/v2/scim/2.0\"\n");
+        let (c, _) = Config::load(
+            Some(&path),
+            &env(&[("HUBREVIEW_SCIM_PAGE_SIZE", "100")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.scim.page_size, 100);
+        assert_eq!(c.scim.url, "https://a.example/v2/scim/2.0");
+        let (c, _) = Config::load(
+            Some(&path),
+            &env(&[("HUBREVIEW_SCIM_PAGE_SIZE", "100")]),
+            &["scim.page_size=20".into()],
+        )
+        .unwrap();
+        assert_eq!(c.scim.page_size, 20);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let (_d, path) = file("[scim]\npage_size = 500\n[idp]\nformat = \"ldap\"\n");
+        let err = Config::load(
+            Some(&path),
+            &env(&[("HUBREVIEW_REVIEW_IDLE_DAYS", "soon")]),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems.len(),
+            1,
+            "type errors stop before validation: {err}"
+        );
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("scim.page_size"), "{text}");
+        assert!(text.contains("idp.format"), "{text}");
+    }
+
+    #[test]
+    fn a_secret_in_the_file_is_refused_with_the_variable_to_use() {
+        let (_d, path) = file("[scim]\ntoken = \"abc\"\n");
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("HUBREVIEW_SCIM_TOKEN"), "{err}");
+        assert!(!err.contains("abc"), "the secret must not be echoed: {err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "from-file\n").unwrap();
+        let (_, s) = Config::load(
+            None,
+            &env(&[
+                ("HUBREVIEW_SCIM_TOKEN_FILE", token_file.to_str().unwrap()),
+                ("HUBREVIEW_SMTP_PASSWORD", "pw"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.scim_token.as_deref(), Some("from-file"));
+        assert_eq!(s.smtp_password.as_deref(), Some("pw"));
+        assert!(!format!("{s:?}").contains("pw"));
+    }
+
+    #[test]
+    fn an_unknown_variable_or_flag_key_is_an_error() {
+        let err = Config::load(None, &env(&[("HUBREVIEW_SCIM_PAGESIZE", "1")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HUBREVIEW_SCIM_PAGESIZE"), "{err}");
+        let err = Config::load(None, &[], &["scim.token=abc".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never taken from flags"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_in_the_file_are_read_against_its_folder() {
+        let (dir, path) = file("[idp]\nfile = \"okta.csv\"\n[store]\npath = \"/abs/x.db\"\n");
+        let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();
+        assert_eq!(c.idp.file.unwrap(), dir.path().join("okta.csv"));
+        assert_eq!(c.store.path, std::path::PathBuf::from("/abs/x.db"));
+    }
+
+    #[test]
+    fn mail_to_takes_one_address_or_a_list() {
+        let (_d, path) = file("[mail]\nto = \"a@x.example\"\n");
+        let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();
+        assert_eq!(c.mail.to, ["a@x.example"]);
+        let (c, _) = Config::load(
+            None,
+            &env(&[("HUBREVIEW_MAIL_TO", "a@x.example, b@x.example")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.mail.to, ["a@x.example", "b@x.example"]);
+    }
+}

@@ -1,0 +1,214 @@
+//! The one place that builds HTTP clients, maps a response to a typed error and decides
+//! retries, for every source that talks to Docker Hub.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{StatusCode, Url};
+use thiserror::Error;
+
+/// Why a request failed, after retries.
+#[derive(Debug, Error)]
+pub enum HttpError {
+    #[error("{what}: HTTP {status}{detail}; {hint}")]
+    Status {
+        what: String,
+        status: u16,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error("{what}: {cause}")]
+    Transport { what: String, cause: String },
+    #[error("{what}: gave up after {retries} retries (the run's retry budget); last error: {last}")]
+    RetriesExhausted {
+        what: String,
+        retries: u32,
+        last: String,
+    },
+}
+
+/// Settings shared by the clients of every source.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    /// The longest a 429 is waited for, whatever the server asks.
+    pub max_wait: Duration,
+}
+
+/// Builds the HTTP client: TLS always verified, no redirects (a token never follows a
+/// redirect to another origin), a timeout per request and a user agent naming the tool.
+pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("hubreview/", env!("CARGO_PKG_VERSION")))
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// Refuses a URL that is not https, unless it points at a loopback address.
+pub fn check_url(key: &str, raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim_end_matches('/'))
+        .map_err(|e| format!("`{key}` = `{raw}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(format!(
+            "`{key}` = `{raw}` uses plain http to a host that is not loopback; use https"
+        )),
+        other => Err(format!("`{key}` = `{raw}` has scheme `{other}`; use https")),
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether a status is worth retrying.
+pub fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// What to check when a status is not retried.
+pub fn hint_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "check `page_size` (1 to 200) and the URL",
+        401 => "check the token: it may be missing, expired or revoked",
+        403 => "check that the token's organization has the Business plan and SCIM enabled",
+        404 => "check the URL: Docker's SCIM base ends in /v2/scim/2.0",
+        _ => "check the server's status",
+    }
+}
+
+/// How long a 429 asks to wait: `Retry-After` as seconds or an HTTP date, else
+/// `X-Retry-After` or `X-RateLimit-Reset` as a Unix time. `None` when no header says.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+
+    if let Some(value) = header("retry-after") {
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(at) = DateTime::parse_from_rfc2822(value) {
+            return Some(until(at.with_timezone(&Utc), now));
+        }
+    }
+    for name in ["x-retry-after", "x-ratelimit-reset"] {
+        if let Some(unix) = header(name).and_then(|v| v.parse::<i64>().ok()) {
+            let at = DateTime::from_timestamp(unix, 0)?;
+            return Some(until(at, now));
+        }
+    }
+    None
+}
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// Exponential backoff with jitter: base × 2^attempt, plus up to half of that again.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(10));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = exp.mul_f64(f64::from(nanos % 1000) / 2000.0);
+    exp + jitter
+}
+
+/// The whole chain of an error, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_every_header_form() {
+        let now = DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let in_ten = (now.timestamp() + 10).to_string();
+        let cases = [
+            (headers("retry-after", "7"), Some(7)),
+            (
+                headers("retry-after", "Mon, 30 Nov 2026 12:00:05 GMT"),
+                Some(5),
+            ),
+            (headers("x-retry-after", &in_ten), Some(10)),
+            (headers("x-ratelimit-reset", &in_ten), Some(10)),
+            (headers("retry-after", "soon"), None),
+            (HeaderMap::new(), None),
+        ];
+        for (h, want) in cases {
+            assert_eq!(
+                retry_after(&h, now).map(|d| d.as_secs()),
+                want,
+                "headers {h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reset_time_in_the_past_waits_nothing() {
+        let now = Utc::now();
+        let past = (now.timestamp() - 100).to_string();
+        assert_eq!(
+            retry_after(&headers("x-ratelimit-reset", &past), now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        assert!(check_url("scim.url", "http://127.0.0.1:8080/v2/scim/2.0").is_ok());
+        assert!(check_url("scim.url", "http://localhost/v2/scim/2.0").is_ok());
+        assert!(check_url("scim.url", "http://[::1]:9/x").is_ok());
+        assert!(check_url("scim.url", "https://hub.docker.com/v2/scim/2.0").is_ok());
+        let err = check_url("scim.url", "http://hub.docker.com/v2/scim/2.0").unwrap_err();
+        assert!(err.contains("plain http"), "{err}");
+        assert!(check_url("scim.url", "ftp://x").is_err());
+        assert!(check_url("scim.url", "not a url").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        let base = Duration::from_millis(100);
+        assert!(backoff(base, 0) >= base && backoff(base, 0) <= base * 3 / 2);
+        assert!(backoff(base, 3) >= base * 8);
+        assert!(backoff(base, 60) <= base * 1024 * 2);
+    }
+}

@@ -1,0 +1,1016 @@
+//! The reconcile step: joins the SCIM snapshot with the IdP export (and the Hub members
+//! export when there is one) in polars and turns the differences into findings.
+//!
+//! Keys are normalized the same way on both sides (NFC, trimmed, lowercased, empty is
+//! null) and null keys never join.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a finding is about. One kind per event; a person can carry several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    TerminatedActive,
+    Shadow,
+    NotProvisioned,
+    IdleSeat,
+    PendingInvite,
+    Privileged,
+    Drift,
+    IdentifierChanged,
+    DataQuality,
+}
+
+impl Kind {
+    /// Every kind, most severe first: the order of report sections.
+    pub const ALL: [Kind; 9] = [
+        Kind::TerminatedActive,
+        Kind::Shadow,
+        Kind::NotProvisioned,
+        Kind::IdentifierChanged,
+        Kind::IdleSeat,
+        Kind::PendingInvite,
+        Kind::Drift,
+        Kind::Privileged,
+        Kind::DataQuality,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::TerminatedActive => "terminated_active",
+            Kind::Shadow => "shadow",
+            Kind::NotProvisioned => "not_provisioned",
+            Kind::IdleSeat => "idle_seat",
+            Kind::PendingInvite => "pending_invite",
+            Kind::Privileged => "privileged",
+            Kind::Drift => "drift",
+            Kind::IdentifierChanged => "identifier_changed",
+            Kind::DataQuality => "data_quality",
+        }
+    }
+
+    /// The heading a reviewer reads.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::TerminatedActive => "Leavers with active Docker access",
+            Kind::Shadow => "Shadow accounts",
+            Kind::NotProvisioned => "Members not provisioned by SCIM",
+            Kind::IdleSeat => "Idle seats",
+            Kind::PendingInvite => "Pending invites",
+            Kind::Privileged => "Owners and editors",
+            Kind::Drift => "Changes since the previous snapshot",
+            Kind::IdentifierChanged => "Changed identifiers",
+            Kind::DataQuality => "Data quality",
+        }
+    }
+
+    /// What the reviewer is expected to do.
+    pub fn action(self) -> &'static str {
+        match self {
+            Kind::TerminatedActive => "revoke now",
+            Kind::Shadow => "find an owner or revoke",
+            Kind::NotProvisioned => "bring under SCIM or remove",
+            Kind::IdleSeat => "reclaim the seat",
+            Kind::PendingInvite => "cancel the invite",
+            Kind::Privileged => "confirm or downgrade",
+            Kind::Drift => "review",
+            Kind::IdentifierChanged => "fix the account",
+            Kind::DataQuality => "fix the source",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgent a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+            Severity::Info,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// One finding, with the evidence behind it.
+///
+/// `key` is stable across runs: the kind plus the SCIM id (else the Hub username, else the
+/// normalized email), plus the change for drift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub key: String,
+    /// The SCIM id, when the finding is about a SCIM account.
+    pub account_id: Option<String>,
+    /// The Docker ID (`displayName`, or the Hub username).
+    pub docker_id: Option<String>,
+    /// The Docker-side email (`userName`).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub team: Option<String>,
+    /// The IdP-side email of the matched person.
+    pub person_email: Option<String>,
+    /// The IdP status of the matched person, as written in the export.
+    pub person_status: Option<String>,
+    /// Which key matched the account to the person, or what was tried.
+    pub match_basis: String,
+    /// One sentence saying why this is a finding.
+    pub reason: String,
+    /// The fields and dates behind the finding.
+    pub evidence: BTreeMap<String, String>,
+}
+
+/// The counts of one run: open findings per kind, `None` for a kind not evaluated.
+pub type Counts = BTreeMap<Kind, Option<usize>>;
+
+/// Seats purchased, in use and reclaimable, and what reclaiming them saves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeatSummary {
+    pub purchased: Option<u64>,
+    pub in_use: u64,
+    /// Reclaimable seats by reason, each person counted once, under the first reason.
+    pub reclaimable: BTreeMap<String, u64>,
+    pub reclaimable_total: u64,
+    pub seat_price: Option<f64>,
+    pub monthly_saving: Option<f64>,
+    pub yearly_saving: Option<f64>,
+}
+
+/// What reconciliation produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub counts: Counts,
+    pub seats: SeatSummary,
+    /// Why a kind was not evaluated, for the report.
+    pub not_evaluated: BTreeMap<Kind, String>,
+}
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::activity::{Member, Seen};
+use crate::config::ReviewConfig;
+use crate::idp::Person;
+use crate::scim::Account;
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("reconciliation failed in polars: {0}")]
+    Polars(#[from] PolarsError),
+}
+
+/// Everything one reconciliation reads.
+pub struct Inputs<'a> {
+    pub accounts: &'a [Account],
+    /// The accounts of the previous complete snapshot, for drift.
+    pub previous: Option<&'a [Account]>,
+    pub people: &'a [Person],
+    /// The Hub members export, for activity and members SCIM does not know.
+    pub members: Option<&'a [Member]>,
+    pub review: &'a ReviewConfig,
+    pub as_of: NaiveDate,
+}
+
+/// A match key, normalized the same way on both sides: NFC, trimmed, lowercased; an
+/// empty key is `None` and never joins.
+pub fn normalize(value: &str) -> Option<String> {
+    let key: String = value.nfc().collect::<String>().trim().to_lowercase();
+    (!key.is_empty()).then_some(key)
+}
+
+fn normalize_opt(value: Option<&str>) -> Option<String> {
+    value.and_then(normalize)
+}
+
+/// How an account was matched to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    EmployeeId,
+    UserName,
+    UserNameAlias,
+    SecondaryEmail,
+    SecondaryEmailAlias,
+}
+
+impl Basis {
+    fn describe(self) -> &'static str {
+        match self {
+            Basis::EmployeeId => "employee id (externalId/employeeNumber = IdP employee id)",
+            Basis::UserName => "userName = IdP email",
+            Basis::UserNameAlias => "userName = IdP alias",
+            Basis::SecondaryEmail => "secondary email = IdP email",
+            Basis::SecondaryEmailAlias => "secondary email = IdP alias",
+        }
+    }
+}
+
+/// Reconciles one snapshot with the IdP export and, where given, the members export.
+pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
+    let matches = match_accounts(inputs.accounts, inputs.people, inputs.as_of)?;
+    let mut findings = Vec::new();
+    let mut counts: Counts = Kind::ALL.iter().map(|k| (*k, Some(0))).collect();
+    let mut not_evaluated = BTreeMap::new();
+
+    let member_index = inputs.members.map(MemberIndex::new);
+
+    for (account, matched) in inputs.accounts.iter().zip(&matches) {
+        if !account.active {
+            continue;
+        }
+        let Some((person_idx, basis)) = matched else {
+            findings.push(shadow(account));
+            continue;
+        };
+        let person = &inputs.people[*person_idx];
+        if person.is_terminated(inputs.as_of) {
+            findings.push(terminated_active(account, person, *basis, inputs.as_of));
+            continue;
+        }
+        if *basis == Basis::EmployeeId
+            && normalize_opt(account.email()) != normalize_opt(person.email.as_deref())
+        {
+            findings.push(identifier_changed(account, person));
+        }
+        if let Some(index) = &member_index {
+            if let Some(finding) = idle_seat(account, person, *basis, index, inputs) {
+                findings.push(finding);
+            }
+        }
+    }
+
+    findings.extend(privileged(inputs.accounts));
+
+    match inputs.previous {
+        Some(previous) => findings.extend(drift(previous, inputs.accounts)),
+        None => {
+            not_evaluated.insert(
+                Kind::Drift,
+                "no previous complete snapshot to compare with (this is the first)".into(),
+            );
+        }
+    }
+
+    match inputs.members {
+        Some(members) => findings.extend(not_provisioned(members, inputs)),
+        None => {
+            let why = "no member data: set `activity.file` to Docker Hub's members export";
+            not_evaluated.insert(Kind::IdleSeat, why.into());
+            not_evaluated.insert(Kind::NotProvisioned, why.into());
+        }
+    }
+    not_evaluated.insert(
+        Kind::PendingInvite,
+        "no invite data: invites come from the Docker Hub API, which this run did not read".into(),
+    );
+
+    findings.extend(data_quality(inputs.accounts, inputs.people, inputs.as_of));
+
+    // One finding per key: the first (most specific) wins.
+    let mut seen = HashSet::new();
+    findings.retain(|f| seen.insert(f.key.clone()));
+
+    for f in &findings {
+        if let Some(Some(n)) = counts.get_mut(&f.kind) {
+            *n += 1;
+        }
+    }
+    for kind in not_evaluated.keys() {
+        counts.insert(*kind, None);
+    }
+    let seats = seats(&findings, inputs);
+
+    Ok(Outcome {
+        findings,
+        counts,
+        seats,
+        not_evaluated,
+    })
+}
+
+/// Matches every account to at most one person, in the order of the rules: employee id,
+/// then `userName`, then any other email; IdP aliases count as emails. Among several
+/// people on the same rule, a terminated one wins, so a duplicate cannot hide a leaver.
+fn match_accounts(
+    accounts: &[Account],
+    people: &[Person],
+    as_of: NaiveDate,
+) -> Result<Vec<Option<(usize, Basis)>>, ReconcileError> {
+    let account_ids: Vec<u32> = (0..accounts.len() as u32).collect();
+    let account_ext: Vec<Option<String>> = accounts
+        .iter()
+        .map(|a| {
+            normalize_opt(a.external_id.as_deref())
+                .or_else(|| normalize_opt(a.employee_number.as_deref()))
+        })
+        .collect();
+    let account_user: Vec<Option<String>> = accounts
+        .iter()
+        .map(|a| normalize_opt(a.user_name.as_deref()))
+        .collect();
+    let (email_account, email_key): (Vec<u32>, Vec<String>) = accounts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.emails
+                .iter()
+                .filter_map(move |e| normalize(&e.value).map(|k| (i as u32, k)))
+        })
+        .unzip();
+
+    let person_ids: Vec<u32> = (0..people.len() as u32).collect();
+    let person_emp: Vec<Option<String>> = people
+        .iter()
+        .map(|p| normalize_opt(p.employee_id.as_deref()))
+        .collect();
+    let mut key_person = Vec::new();
+    let mut key_value = Vec::new();
+    let mut key_alias = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        for (alias, value) in std::iter::once((false, p.email.as_deref()))
+            .chain(p.aliases.iter().map(|a| (true, Some(a.as_str()))))
+        {
+            if let Some(k) = normalize_opt(value) {
+                key_person.push(i as u32);
+                key_value.push(k);
+                key_alias.push(alias);
+            }
+        }
+    }
+
+    let accounts_df = df!(
+        "account" => account_ids,
+        "ext" => account_ext,
+        "user" => account_user,
+    )?;
+    let emails_df = df!("account" => email_account, "email" => email_key)?;
+    let people_df = df!("person" => person_ids, "emp" => person_emp)?;
+    let keys_df = df!("person" => key_person, "key" => key_value, "alias" => key_alias)?;
+
+    // Null keys never join: said explicitly, whatever the library's default.
+    let inner = || {
+        let mut args = JoinArgs::new(JoinType::Inner);
+        args.nulls_equal = false;
+        args
+    };
+    let by_id = accounts_df
+        .clone()
+        .lazy()
+        .select([col("account"), col("ext")])
+        .join(people_df.lazy(), [col("ext")], [col("emp")], inner())
+        .select([col("account"), col("person"), lit(false).alias("alias")])
+        .collect()?;
+    let by_user = accounts_df
+        .lazy()
+        .select([col("account"), col("user")])
+        .join(keys_df.clone().lazy(), [col("user")], [col("key")], inner())
+        .select([col("account"), col("person"), col("alias")])
+        .collect()?;
+    let by_email = emails_df
+        .lazy()
+        .join(keys_df.lazy(), [col("email")], [col("key")], inner())
+        .select([col("account"), col("person"), col("alias")])
+        .collect()?;
+
+    let mut best: Vec<Option<(usize, Basis, bool)>> = vec![None; accounts.len()];
+    let rules = [
+        (by_id, Basis::EmployeeId, Basis::EmployeeId),
+        (by_user, Basis::UserName, Basis::UserNameAlias),
+        (by_email, Basis::SecondaryEmail, Basis::SecondaryEmailAlias),
+    ];
+    for (frame, direct, via_alias) in rules {
+        let account = frame.column("account")?.u32()?.clone();
+        let person = frame.column("person")?.u32()?.clone();
+        let alias = frame.column("alias")?.bool()?.clone();
+        let mut decided_here: Vec<bool> = vec![false; accounts.len()];
+        for ((a, p), al) in account.iter().zip(person.iter()).zip(alias.iter()) {
+            let (Some(a), Some(p)) = (a, p) else { continue };
+            let (a, p) = (a as usize, p as usize);
+            let basis = if al.unwrap_or(false) {
+                via_alias
+            } else {
+                direct
+            };
+            let terminated = people[p].is_terminated(as_of);
+            match best[a] {
+                // Decided by an earlier rule.
+                Some(_) if !decided_here[a] => {}
+                Some((q, _, q_terminated))
+                    if (q_terminated, std::cmp::Reverse(q))
+                        >= (terminated, std::cmp::Reverse(p)) => {}
+                _ => {
+                    best[a] = Some((p, basis, terminated));
+                    decided_here[a] = true;
+                }
+            }
+        }
+    }
+    Ok(best
+        .into_iter()
+        .map(|b| b.map(|(p, basis, _)| (p, basis)))
+        .collect())
+}
+
+fn base(kind: Kind, severity: Severity, key: String, account: &Account) -> Finding {
+    Finding {
+        kind,
+        severity,
+        key,
+        account_id: Some(account.id.clone()),
+        docker_id: account.display_name.clone(),
+        email: account.email().map(str::to_owned),
+        name: account.full_name(),
+        role: account.role.clone(),
+        team: account.team.clone(),
+        person_email: None,
+        person_status: None,
+        match_basis: String::new(),
+        reason: String::new(),
+        evidence: BTreeMap::new(),
+    }
+}
+
+fn with_person(mut f: Finding, person: &Person, basis: Basis) -> Finding {
+    f.person_email = person.email.clone();
+    f.person_status = person.status.clone();
+    f.match_basis = basis.describe().to_owned();
+    f.evidence.insert("idp_row".into(), person.row.to_string());
+    if let Some(name) = &person.name {
+        f.evidence.insert("idp_name".into(), name.clone());
+    }
+    if let Some(id) = &person.employee_id {
+        f.evidence.insert("idp_employee_id".into(), id.clone());
+    }
+    f
+}
+
+fn account_key(kind: Kind, account: &Account) -> String {
+    format!("{kind}:{}", account.id)
+}
+
+fn shadow(account: &Account) -> Finding {
+    let mut f = base(
+        Kind::Shadow,
+        Severity::High,
+        account_key(Kind::Shadow, account),
+        account,
+    );
+    let mut tried = Vec::new();
+    if let Some(id) = account
+        .external_id
+        .as_deref()
+        .or(account.employee_number.as_deref())
+    {
+        tried.push(format!("employee id `{id}`"));
+    }
+    if let Some(user) = &account.user_name {
+        tried.push(format!("userName `{user}`"));
+    }
+    for e in &account.emails {
+        if Some(&e.value) != account.user_name.as_ref() {
+            tried.push(format!("email `{}`", e.value));
+        }
+    }
+    f.match_basis = if tried.is_empty() {
+        "unmatched: the account has no key to try".into()
+    } else {
+        format!("unmatched: tried {}", tried.join(", "))
+    };
+    f.reason = "active Docker account that matches nobody in the IdP export".into();
+    if let Some(created) = account.created {
+        f.evidence.insert("created".into(), created.to_rfc3339());
+    }
+    f
+}
+
+fn terminated_active(
+    account: &Account,
+    person: &Person,
+    basis: Basis,
+    as_of: NaiveDate,
+) -> Finding {
+    let key = account_key(Kind::TerminatedActive, account);
+    let mut f = with_person(
+        base(Kind::TerminatedActive, Severity::Critical, key, account),
+        person,
+        basis,
+    );
+    f.reason = match (person.status_terminated, person.termination_date) {
+        (true, _) => format!(
+            "the IdP says `{}`, but the Docker account is active",
+            person.status.as_deref().unwrap_or("terminated")
+        ),
+        (false, Some(d)) => format!(
+            "terminated on {d} ({} days before the review), but the Docker account is active",
+            (as_of - d).num_days()
+        ),
+        (false, None) => "terminated, but the Docker account is active".into(),
+    };
+    if let Some(d) = person.termination_date {
+        f.evidence.insert("termination_date".into(), d.to_string());
+    }
+    f
+}
+
+fn identifier_changed(account: &Account, person: &Person) -> Finding {
+    let key = account_key(Kind::IdentifierChanged, account);
+    let mut f = with_person(
+        base(Kind::IdentifierChanged, Severity::Medium, key, account),
+        person,
+        Basis::EmployeeId,
+    );
+    f.reason = format!(
+        "matched by employee id, but the IdP email `{}` differs from the Docker email `{}`",
+        person.email.as_deref().unwrap_or("(none)"),
+        account.email().unwrap_or("(none)")
+    );
+    f
+}
+
+/// The members export, indexed by normalized email and Docker ID.
+struct MemberIndex<'a> {
+    by_email: HashMap<String, &'a Member>,
+    by_username: HashMap<String, &'a Member>,
+}
+
+impl<'a> MemberIndex<'a> {
+    fn new(members: &'a [Member]) -> Self {
+        let mut by_email = HashMap::new();
+        let mut by_username = HashMap::new();
+        for m in members {
+            if let Some(k) = normalize_opt(m.email.as_deref()) {
+                by_email.entry(k).or_insert(m);
+            }
+            if let Some(k) = normalize_opt(m.username.as_deref()) {
+                by_username.entry(k).or_insert(m);
+            }
+        }
+        MemberIndex {
+            by_email,
+            by_username,
+        }
+    }
+
+    /// The member of an account: by email first, then by Docker ID.
+    fn find(&self, account: &Account) -> Option<(&'a Member, &'static str)> {
+        std::iter::once(account.user_name.as_deref())
+            .chain(account.emails.iter().map(|e| Some(e.value.as_str())))
+            .filter_map(normalize_opt)
+            .find_map(|k| self.by_email.get(&k).map(|m| (*m, "email")))
+            .or_else(|| {
+                normalize_opt(account.display_name.as_deref())
+                    .and_then(|k| self.by_username.get(&k).map(|m| (*m, "Docker ID")))
+            })
+    }
+}
+
+fn idle_seat(
+    account: &Account,
+    person: &Person,
+    basis: Basis,
+    index: &MemberIndex<'_>,
+    inputs: &Inputs<'_>,
+) -> Option<Finding> {
+    let (member, joined_by) = index.find(account)?;
+    let idle_days = i64::from(inputs.review.idle_days);
+    let (seen, field) = member.last_activity();
+    let key = account_key(Kind::IdleSeat, account);
+    let mut f = with_person(
+        base(Kind::IdleSeat, Severity::Low, key, account),
+        person,
+        basis,
+    );
+    f.evidence
+        .insert("member_row".into(), member.row.to_string());
+    f.evidence
+        .insert("member_matched_by".into(), joined_by.into());
+    match seen {
+        Seen::Unknown => return None,
+        Seen::At(at) => {
+            let days = (inputs.as_of - at.date_naive()).num_days();
+            if days <= idle_days {
+                return None;
+            }
+            f.reason = format!("no activity for {days} days (more than {idle_days})");
+            f.evidence.insert("last_activity".into(), at.to_rfc3339());
+            f.evidence
+                .insert("decided_by".into(), format!("{field} (activity export)"));
+        }
+        Seen::Never => {
+            let (joined, source) = match (member.date_joined, account.created) {
+                (Some(d), _) => (d, "Date Joined (activity export)"),
+                (None, Some(d)) => (d, "meta.created (SCIM)"),
+                (None, None) => return None,
+            };
+            let days = (inputs.as_of - joined.date_naive()).num_days();
+            if days <= idle_days {
+                return None;
+            }
+            f.reason = format!("never signed in; joined {days} days ago (more than {idle_days})");
+            f.evidence.insert("joined".into(), joined.to_rfc3339());
+            f.evidence.insert("decided_by".into(), source.into());
+        }
+    }
+    Some(f)
+}
+
+fn is_privileged(role: Option<&str>) -> bool {
+    matches!(
+        role.map(str::to_ascii_lowercase).as_deref(),
+        Some("owner" | "editor")
+    )
+}
+
+fn privileged(accounts: &[Account]) -> Vec<Finding> {
+    accounts
+        .iter()
+        .filter(|a| a.active && is_privileged(a.role.as_deref()))
+        .map(|a| {
+            let mut f = base(
+                Kind::Privileged,
+                Severity::Info,
+                account_key(Kind::Privileged, a),
+                a,
+            );
+            f.reason = format!("current {}", a.role.as_deref().unwrap_or_default());
+            f.match_basis = "role in the Docker extension (dockerRole)".into();
+            f
+        })
+        .collect()
+}
+
+fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
+    let before: HashMap<&str, &Account> = previous.iter().map(|a| (a.id.as_str(), a)).collect();
+    let now: HashSet<&str> = current.iter().map(|a| a.id.as_str()).collect();
+    let mut out = Vec::new();
+    let mut push = |account: &Account, change: String, severity: Severity, reason: String| {
+        let mut f = base(
+            Kind::Drift,
+            severity,
+            format!("drift:{}:{change}", account.id),
+            account,
+        );
+        f.match_basis = "same SCIM id in both snapshots".into();
+        f.evidence.insert("change".into(), change);
+        f.reason = reason;
+        out.push(f);
+    };
+
+    for a in current {
+        let Some(b) = before.get(a.id.as_str()) else {
+            let severity = if is_privileged(a.role.as_deref()) {
+                Severity::High
+            } else {
+                Severity::Info
+            };
+            push(
+                a,
+                "added".into(),
+                severity,
+                "account added since the previous snapshot".into(),
+            );
+            continue;
+        };
+        if b.active && !a.active {
+            push(
+                a,
+                "deactivated".into(),
+                Severity::Info,
+                "account deactivated".into(),
+            );
+        }
+        if !b.active && a.active {
+            push(
+                a,
+                "reactivated".into(),
+                Severity::Medium,
+                "account reactivated".into(),
+            );
+        }
+        let (old, new) = (role_text(b), role_text(a));
+        if !old.eq_ignore_ascii_case(&new) {
+            let escalation = is_privileged(Some(&new)) && rank(&new) > rank(&old);
+            let (severity, reason) = if escalation {
+                (
+                    Severity::High,
+                    format!("role escalated from {old} to {new}"),
+                )
+            } else {
+                (
+                    Severity::Medium,
+                    format!("role changed from {old} to {new}"),
+                )
+            };
+            push(a, format!("role:{old}->{new}"), severity, reason);
+        }
+        let (old, new) = (
+            b.team.clone().unwrap_or_default(),
+            a.team.clone().unwrap_or_default(),
+        );
+        if old != new {
+            push(
+                a,
+                format!("team:{old}->{new}"),
+                Severity::Low,
+                format!("team changed from `{old}` to `{new}`"),
+            );
+        }
+        let (old, new) = (normalize_opt(b.email()), normalize_opt(a.email()));
+        if old != new {
+            let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
+            push(
+                a,
+                format!("email:{old}->{new}"),
+                Severity::Medium,
+                format!("email changed from `{old}` to `{new}`"),
+            );
+        }
+    }
+    for b in previous {
+        if !now.contains(b.id.as_str()) {
+            push(
+                b,
+                "removed".into(),
+                Severity::Info,
+                "account removed since the previous snapshot".into(),
+            );
+        }
+    }
+    out
+}
+
+fn role_text(a: &Account) -> String {
+    a.role
+        .clone()
+        .unwrap_or_else(|| "member".into())
+        .to_ascii_lowercase()
+}
+
+fn rank(role: &str) -> u8 {
+    match role {
+        "owner" => 3,
+        "editor" => 2,
+        _ => 1,
+    }
+}
+
+fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
+    let mut scim_keys: HashSet<String> = HashSet::new();
+    let mut scim_ids: HashSet<String> = HashSet::new();
+    for a in inputs.accounts {
+        scim_keys.extend(normalize_opt(a.user_name.as_deref()));
+        scim_keys.extend(a.emails.iter().filter_map(|e| normalize(&e.value)));
+        scim_ids.extend(normalize_opt(a.display_name.as_deref()));
+    }
+    let mut people: HashMap<String, &Person> = HashMap::new();
+    for p in inputs.people {
+        for k in std::iter::once(p.email.as_deref())
+            .chain(p.aliases.iter().map(|a| Some(a.as_str())))
+            .filter_map(normalize_opt)
+        {
+            people.entry(k).or_insert(p);
+        }
+    }
+
+    let mut out = Vec::new();
+    for m in members {
+        if m.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("invitee"))
+        {
+            continue;
+        }
+        let email = normalize_opt(m.email.as_deref());
+        let username = normalize_opt(m.username.as_deref());
+        let known = email.as_ref().is_some_and(|e| scim_keys.contains(e))
+            || username.as_ref().is_some_and(|u| scim_ids.contains(u));
+        if known {
+            continue;
+        }
+        let subject = username
+            .clone()
+            .or_else(|| email.clone())
+            .unwrap_or_else(|| format!("row{}", m.row));
+        let person = email.as_ref().and_then(|e| people.get(e));
+        let (severity, reason) = match person {
+            Some(p) if p.is_terminated(inputs.as_of) => (
+                Severity::Critical,
+                format!(
+                    "Hub member with no SCIM account; the IdP says `{}`",
+                    p.status.as_deref().unwrap_or("terminated")
+                ),
+            ),
+            Some(p) => (
+                Severity::High,
+                format!(
+                    "Hub member with no SCIM account; the IdP knows the person (`{}`)",
+                    p.status.as_deref().unwrap_or("active")
+                ),
+            ),
+            None => (
+                Severity::High,
+                "Hub member with no SCIM account, unknown to the IdP".into(),
+            ),
+        };
+        let mut evidence = BTreeMap::new();
+        evidence.insert("member_row".into(), m.row.to_string());
+        if let Some(d) = m.date_joined {
+            evidence.insert("date_joined".into(), d.to_rfc3339());
+        }
+        out.push(Finding {
+            kind: Kind::NotProvisioned,
+            severity,
+            key: format!("not_provisioned:{subject}"),
+            account_id: None,
+            docker_id: m.username.clone(),
+            email: m.email.clone(),
+            name: m.name.clone(),
+            role: m.permission.clone(),
+            team: m.teams.clone(),
+            person_email: person.and_then(|p| p.email.clone()),
+            person_status: person.and_then(|p| p.status.clone()),
+            match_basis: if person.is_some() {
+                "no SCIM account by email or Docker ID; IdP email matched".into()
+            } else {
+                "no SCIM account by email or Docker ID; no IdP email matched".into()
+            },
+            reason,
+            evidence,
+        });
+    }
+    out
+}
+
+fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let finding = |key: String, reason: String, evidence: BTreeMap<String, String>| Finding {
+        kind: Kind::DataQuality,
+        severity: Severity::Medium,
+        key,
+        account_id: None,
+        docker_id: None,
+        email: None,
+        name: None,
+        role: None,
+        team: None,
+        person_email: None,
+        person_status: None,
+        match_basis: String::new(),
+        reason,
+        evidence,
+    };
+
+    let mut rows_by_email: BTreeMap<String, Vec<&Person>> = BTreeMap::new();
+    for p in people {
+        match normalize_opt(p.email.as_deref()) {
+            Some(k) => rows_by_email.entry(k).or_default().push(p),
+            None if p.aliases.is_empty() && normalize_opt(p.employee_id.as_deref()).is_none() => {
+                let mut f = finding(
+                    format!("data_quality:person_without_key:row{}", p.row),
+                    format!(
+                        "IdP row {} has no email, alias or employee id: it can match nobody",
+                        p.row
+                    ),
+                    BTreeMap::from([("idp_row".to_string(), p.row.to_string())]),
+                );
+                f.name = p.name.clone();
+                out.push(f);
+            }
+            None => {}
+        }
+    }
+    for (email, rows) in rows_by_email.into_iter().filter(|(_, r)| r.len() > 1) {
+        let listed: Vec<String> = rows.iter().map(|p| p.row.to_string()).collect();
+        let terminated = rows.iter().any(|p| p.is_terminated(as_of));
+        let mut f = finding(
+            format!("data_quality:duplicate_person:{email}"),
+            format!(
+                "the IdP lists `{email}` {} times (rows {}){}",
+                rows.len(),
+                listed.join(", "),
+                if terminated {
+                    "; one is terminated, so terminated wins"
+                } else {
+                    ""
+                }
+            ),
+            BTreeMap::from([("idp_rows".to_string(), listed.join(","))]),
+        );
+        f.person_email = Some(email);
+        f.match_basis = "duplicate IdP email".into();
+        out.push(f);
+    }
+    for a in accounts {
+        let has_key = normalize_opt(a.user_name.as_deref()).is_some()
+            || a.emails.iter().any(|e| normalize(&e.value).is_some())
+            || normalize_opt(a.external_id.as_deref()).is_some()
+            || normalize_opt(a.employee_number.as_deref()).is_some();
+        if !has_key {
+            let mut f = finding(
+                format!("data_quality:account_without_key:{}", a.id),
+                "the SCIM account has no userName, email or external id: it can match nobody"
+                    .into(),
+                BTreeMap::new(),
+            );
+            f.account_id = Some(a.id.clone());
+            f.docker_id = a.display_name.clone();
+            out.push(f);
+        }
+        let primaries = a.emails.iter().filter(|e| e.primary).count();
+        if primaries > 1 {
+            let mut f = finding(
+                format!("data_quality:several_primary_emails:{}", a.id),
+                format!("the SCIM account has {primaries} primary emails"),
+                BTreeMap::new(),
+            );
+            f.account_id = Some(a.id.clone());
+            f.email = a.email().map(str::to_owned);
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Seats in use and reclaimable; each account is counted once, under its first reason.
+fn seats(findings: &[Finding], inputs: &Inputs<'_>) -> SeatSummary {
+    let in_use = match inputs.members {
+        Some(members) => members.len() as u64,
+        None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
+    };
+    let mut counted = HashSet::new();
+    let mut reclaimable = BTreeMap::new();
+    for kind in [
+        Kind::TerminatedActive,
+        Kind::Shadow,
+        Kind::NotProvisioned,
+        Kind::IdleSeat,
+        Kind::PendingInvite,
+    ] {
+        let n = findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .filter(|f| {
+                let who = f
+                    .account_id
+                    .clone()
+                    .or_else(|| f.docker_id.clone())
+                    .or_else(|| f.email.clone());
+                who.is_none_or(|w| counted.insert(w))
+            })
+            .count() as u64;
+        reclaimable.insert(kind.as_str().to_owned(), n);
+    }
+    let reclaimable_total = reclaimable.values().sum();
+    let price = inputs.review.seat_price;
+    SeatSummary {
+        purchased: inputs.review.seats_purchased,
+        in_use,
+        reclaimable,
+        reclaimable_total,
+        seat_price: price,
+        monthly_saving: price.map(|p| p * reclaimable_total as f64),
+        yearly_saving: price.map(|p| p * reclaimable_total as f64 * 12.0),
+    }
+}

@@ -1,0 +1,975 @@
+//! The store: one SQLite file holding runs, snapshots, accounts, findings and their
+//! history, and deliveries.
+//!
+//! Numbered migrations run on open; a store written by a newer version is refused. WAL
+//! journaling, `BEGIN IMMEDIATE` for every write, and a snapshot is written in one
+//! transaction, so a crash leaves the last good one intact. The file is created
+//! readable by its owner only: it holds personal data.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use thiserror::Error;
+use tracing::{debug, instrument};
+
+use crate::reconcile::{Finding, Kind, Outcome};
+use crate::report::InputFile;
+use crate::scim::{Account, Completeness, Fetched};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id              INTEGER PRIMARY KEY,
+    command         TEXT NOT NULL,
+    started_at      TEXT NOT NULL,
+    finished_at     TEXT,
+    as_of           TEXT,
+    status          TEXT NOT NULL,
+    stage           TEXT NOT NULL,
+    reason          TEXT,
+    snapshot_id     INTEGER,
+    accepted_drops  TEXT NOT NULL DEFAULT '',
+    outcome_json    TEXT,
+    report_dir      TEXT,
+    manifest_sha256 TEXT,
+    exit_code       INTEGER
+);
+CREATE TABLE snapshots (
+    id              INTEGER PRIMARY KEY,
+    run_id          INTEGER NOT NULL REFERENCES runs(id),
+    taken_at        TEXT NOT NULL,
+    source_url      TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('complete', 'incomplete')),
+    reason          TEXT,
+    total_results   INTEGER,
+    pages           INTEGER NOT NULL,
+    accounts        INTEGER NOT NULL,
+    active_accounts INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    snapshot_id  INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    id           TEXT NOT NULL,
+    user_name    TEXT,
+    active       INTEGER NOT NULL,
+    role         TEXT,
+    team         TEXT,
+    account_json TEXT NOT NULL,
+    raw_json     TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, id)
+);
+CREATE TABLE inputs (
+    run_id  INTEGER NOT NULL REFERENCES runs(id),
+    role    TEXT NOT NULL,
+    path    TEXT NOT NULL,
+    format  TEXT NOT NULL,
+    sha256  TEXT NOT NULL,
+    rows    INTEGER NOT NULL,
+    PRIMARY KEY (run_id, role)
+);
+CREATE TABLE findings (
+    run_id       INTEGER NOT NULL REFERENCES runs(id),
+    key          TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    severity     TEXT NOT NULL,
+    finding_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE finding_history (
+    key          TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    first_run    INTEGER NOT NULL,
+    first_as_of  TEXT,
+    last_run     INTEGER NOT NULL,
+    resolved_run INTEGER
+);
+CREATE TABLE deliveries (
+    id      INTEGER PRIMARY KEY,
+    run_id  INTEGER NOT NULL REFERENCES runs(id),
+    at      TEXT NOT NULL,
+    method  TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    detail  TEXT
+);
+"#];
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store `{path}`: {cause}")]
+    Sqlite {
+        path: String,
+        #[source]
+        cause: rusqlite::Error,
+    },
+    #[error("store `{path}`: {cause}")]
+    Io {
+        path: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error(
+        "store `{path}` has schema version {found}, newer than this hubreview ({known}); \
+         use a newer hubreview"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: usize,
+    },
+    #[error("store `{path}`: {what}")]
+    Corrupt { path: String, what: String },
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    pub id: i64,
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub as_of: Option<NaiveDate>,
+    /// `running`, `complete`, `incomplete` or `failed`.
+    pub status: String,
+    /// The last step done: `started`, `snapshot`, `reconcile`, `report` or `send`.
+    pub stage: String,
+    pub reason: Option<String>,
+    pub snapshot_id: Option<i64>,
+    pub accepted_drops: Vec<String>,
+    pub report_dir: Option<PathBuf>,
+    pub exit_code: Option<i32>,
+}
+
+/// A stored snapshot, without its accounts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRow {
+    pub id: i64,
+    pub run_id: i64,
+    pub taken_at: DateTime<Utc>,
+    pub source_url: String,
+    pub completeness: Completeness,
+    pub total_results: Option<u64>,
+    pub pages: u32,
+    pub accounts: u64,
+    pub active_accounts: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+impl Store {
+    /// Opens (creating, owner-only) the store at `path` and brings its schema up to date.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        let io = |cause| StoreError::Io {
+            path: shown.clone(),
+            cause,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        create_private(path).map_err(io)?;
+        let conn = Connection::open(path).map_err(|cause| StoreError::Sqlite {
+            path: shown.clone(),
+            cause,
+        })?;
+        Store::init(conn, shown)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|cause| StoreError::Sqlite {
+            path: ":memory:".into(),
+            cause,
+        })?;
+        Store::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Store> {
+        let mut store = Store { conn, path };
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| store.err(e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, cause: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    cause: e,
+                })?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as i64))
+                .and_then(|_| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    cause: e,
+                })?;
+            debug!(migration = i + 1, "store migrated");
+        }
+        Ok(())
+    }
+
+    /// Marks runs left `running` by a crashed process as failed.
+    pub fn fail_interrupted_runs(&self) -> Result<usize> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'failed', reason = 'interrupted: the process ended \
+                 before the run finished', finished_at = ?1 WHERE status = 'running'",
+                params![now_text()],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Starts a run and returns its id.
+    pub fn begin_run(&self, command: &str, as_of: Option<NaiveDate>) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (command, started_at, as_of, status, stage) \
+                 VALUES (?1, ?2, ?3, 'running', 'started')",
+                params![command, now_text(), as_of.map(|d| d.to_string())],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn set_stage(&self, run_id: i64, stage: &str) -> Result<()> {
+        self.exec(
+            "UPDATE runs SET stage = ?2 WHERE id = ?1",
+            params![run_id, stage],
+        )
+    }
+
+    pub fn set_as_of(&self, run_id: i64, as_of: NaiveDate) -> Result<()> {
+        self.exec(
+            "UPDATE runs SET as_of = ?2 WHERE id = ?1",
+            params![run_id, as_of.to_string()],
+        )
+    }
+
+    pub fn set_accepted_drops(&self, run_id: i64, drops: &[String]) -> Result<()> {
+        self.exec(
+            "UPDATE runs SET accepted_drops = ?2 WHERE id = ?1",
+            params![run_id, drops.join(",")],
+        )
+    }
+
+    /// Ends a run: `complete`, `incomplete` or `failed`, with the exit code it gave.
+    pub fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        reason: Option<&str>,
+        exit_code: i32,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE runs SET status = ?2, reason = ?3, exit_code = ?4, finished_at = ?5 \
+             WHERE id = ?1",
+            params![run_id, status, reason, exit_code, now_text()],
+        )
+    }
+
+    pub fn set_report(&self, run_id: i64, dir: &Path, manifest_sha256: &str) -> Result<()> {
+        self.exec(
+            "UPDATE runs SET report_dir = ?2, manifest_sha256 = ?3 WHERE id = ?1",
+            params![run_id, dir.display().to_string(), manifest_sha256],
+        )
+    }
+
+    pub fn record_delivery(
+        &self,
+        run_id: i64,
+        method: &str,
+        status: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO deliveries (run_id, at, method, status, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, now_text(), method, status, detail],
+        )
+    }
+
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+        self.conn
+            .execute(sql, params)
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes a snapshot and all its accounts in one transaction, and links it to the run.
+    #[instrument(skip_all, fields(run_id, accounts = fetched.accounts.len()))]
+    pub fn save_snapshot(
+        &mut self,
+        run_id: i64,
+        source_url: &str,
+        taken_at: DateTime<Utc>,
+        fetched: &Fetched,
+    ) -> Result<i64> {
+        let path = self.path.clone();
+        let err = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let active = fetched.accounts.iter().filter(|(a, _)| a.active).count() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO snapshots (run_id, taken_at, source_url, status, reason, \
+             total_results, pages, accounts, active_accounts) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                run_id,
+                taken_at.to_rfc3339(),
+                source_url,
+                if fetched.completeness.is_complete() {
+                    "complete"
+                } else {
+                    "incomplete"
+                },
+                fetched.completeness.reason(),
+                fetched.total_results.map(|t| t as i64),
+                fetched.pages,
+                fetched.accounts.len() as i64,
+                active,
+            ],
+        )
+        .map_err(err)?;
+        let snapshot_id = tx.last_insert_rowid();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO accounts (snapshot_id, id, user_name, active, role, team, \
+                     account_json, raw_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err)?;
+            for (account, raw) in &fetched.accounts {
+                let json = serde_json::to_string(account).unwrap_or_default();
+                insert
+                    .execute(params![
+                        snapshot_id,
+                        account.id,
+                        account.user_name,
+                        account.active,
+                        account.role,
+                        account.team,
+                        json,
+                        raw,
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET snapshot_id = ?2, stage = 'snapshot' WHERE id = ?1",
+            params![run_id, snapshot_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(snapshot_id)
+    }
+
+    pub fn snapshot(&self, id: i64) -> Result<Option<SnapshotRow>> {
+        self.snapshot_where("id = ?1", params![id])
+    }
+
+    /// The newest snapshot, complete or not.
+    pub fn latest_snapshot(&self) -> Result<Option<SnapshotRow>> {
+        self.snapshot_where("1 = 1", [])
+    }
+
+    /// The newest complete snapshot.
+    pub fn latest_complete_snapshot(&self) -> Result<Option<SnapshotRow>> {
+        self.snapshot_where("status = 'complete'", [])
+    }
+
+    /// The newest complete snapshot older than `before`.
+    pub fn previous_complete_snapshot(&self, before: i64) -> Result<Option<SnapshotRow>> {
+        self.snapshot_where("status = 'complete' AND id < ?1", params![before])
+    }
+
+    fn snapshot_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<SnapshotRow>> {
+        let sql = format!(
+            "SELECT id, run_id, taken_at, source_url, status, reason, total_results, pages, \
+             accounts, active_accounts FROM snapshots WHERE {condition} ORDER BY id DESC LIMIT 1"
+        );
+        let row = self
+            .conn
+            .query_row(&sql, params, snapshot_from_row)
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.transpose().map_err(|what| self.corrupt(what))
+    }
+
+    /// Snapshots, newest first.
+    pub fn snapshots(&self, limit: usize) -> Result<Vec<SnapshotRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, run_id, taken_at, source_url, status, reason, total_results, pages, \
+                 accounts, active_accounts FROM snapshots ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit as i64], snapshot_from_row)
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|r| r.map_err(|what| self.corrupt(what)))
+            .collect()
+    }
+
+    /// The accounts of a snapshot, in SCIM id order.
+    pub fn accounts(&self, snapshot_id: i64) -> Result<Vec<Account>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account_json FROM accounts WHERE snapshot_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let texts = stmt
+            .query_map(params![snapshot_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        texts
+            .iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| {
+                    self.corrupt(format!(
+                        "an account of snapshot {snapshot_id} is unreadable: {e}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Records an input file (its path, format, hash and row count) with a run.
+    pub fn record_input(&self, run_id: i64, role: &str, input: &InputFile) -> Result<()> {
+        self.exec(
+            "INSERT OR REPLACE INTO inputs (run_id, role, path, format, sha256, rows) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                run_id,
+                role,
+                input.path.display().to_string(),
+                input.format,
+                input.sha256,
+                input.rows as i64
+            ],
+        )
+    }
+
+    pub fn input(&self, run_id: i64, role: &str) -> Result<Option<InputFile>> {
+        self.conn
+            .query_row(
+                "SELECT path, format, sha256, rows FROM inputs WHERE run_id = ?1 AND role = ?2",
+                params![run_id, role],
+                |r| {
+                    Ok(InputFile {
+                        path: PathBuf::from(r.get::<_, String>(0)?),
+                        format: r.get(1)?,
+                        sha256: r.get(2)?,
+                        rows: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Saves a run's findings and outcome, and moves each finding's history on, in one
+    /// transaction.
+    #[instrument(skip_all, fields(run_id, findings = outcome.findings.len()))]
+    pub fn save_outcome(&mut self, run_id: i64, as_of: NaiveDate, outcome: &Outcome) -> Result<()> {
+        let path = self.path.clone();
+        let err = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let summary = serde_json::json!({
+            "counts": outcome.counts.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+            "seats": outcome.seats,
+            "not_evaluated": outcome.not_evaluated.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute("DELETE FROM findings WHERE run_id = ?1", params![run_id])
+            .map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO findings (run_id, key, kind, severity, finding_json) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let mut history = tx
+                .prepare(
+                    "INSERT INTO finding_history (key, kind, first_run, first_as_of, last_run) \
+                     VALUES (?1, ?2, ?3, ?4, ?3) \
+                     ON CONFLICT (key) DO UPDATE SET last_run = excluded.last_run, \
+                     resolved_run = NULL",
+                )
+                .map_err(err)?;
+            for finding in &outcome.findings {
+                let json = serde_json::to_string(finding).unwrap_or_default();
+                insert
+                    .execute(params![
+                        run_id,
+                        finding.key,
+                        finding.kind.as_str(),
+                        finding.severity.as_str(),
+                        json
+                    ])
+                    .map_err(err)?;
+                history
+                    .execute(params![
+                        finding.key,
+                        finding.kind.as_str(),
+                        run_id,
+                        as_of.to_string()
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        // A finding of an evaluated kind that is open but was not seen this run is resolved.
+        for (kind, count) in &outcome.counts {
+            if count.is_some() && *kind != Kind::Drift {
+                tx.execute(
+                    "UPDATE finding_history SET resolved_run = ?1 \
+                     WHERE kind = ?2 AND resolved_run IS NULL AND last_run < ?1",
+                    params![run_id, kind.as_str()],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.execute(
+            "UPDATE runs SET outcome_json = ?2, stage = 'reconcile', as_of = ?3 WHERE id = ?1",
+            params![run_id, summary.to_string(), as_of.to_string()],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// A run's findings and outcome, if it was reconciled.
+    pub fn outcome(&self, run_id: i64) -> Result<Option<Outcome>> {
+        let summary: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT outcome_json FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        let Some(summary) = summary else {
+            return Ok(None);
+        };
+        let summary: serde_json::Value = serde_json::from_str(&summary)
+            .map_err(|e| self.corrupt(format!("run {run_id} outcome is unreadable: {e}")))?;
+        let by_kind = |field: &str| {
+            summary[field]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| Some((Kind::parse(k)?, v.clone())))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        let counts = by_kind("counts")
+            .into_iter()
+            .map(|(k, v)| (k, v.as_u64().map(|n| n as usize)))
+            .collect();
+        let not_evaluated = by_kind("not_evaluated")
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let seats = serde_json::from_value(summary["seats"].clone())
+            .map_err(|e| self.corrupt(format!("run {run_id} seat summary is unreadable: {e}")))?;
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT finding_json FROM findings WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(|e| self.err(e))?;
+        let texts = stmt
+            .query_map(params![run_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let findings = texts
+            .iter()
+            .map(|t| serde_json::from_str::<Finding>(t))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.corrupt(format!("a finding of run {run_id} is unreadable: {e}")))?;
+        Ok(Some(Outcome {
+            findings,
+            counts,
+            seats,
+            not_evaluated,
+        }))
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        Ok(self
+            .runs_where("id = ?1", params![id], 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// The newest run that took a snapshot.
+    pub fn latest_run_with_snapshot(&self) -> Result<Option<RunRow>> {
+        Ok(self
+            .runs_where("snapshot_id IS NOT NULL", [], 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// The newest run that wrote a report.
+    pub fn latest_run_with_report(&self) -> Result<Option<RunRow>> {
+        Ok(self
+            .runs_where("report_dir IS NOT NULL", [], 1)?
+            .into_iter()
+            .next())
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>> {
+        self.runs_where("1 = 1", [], limit)
+    }
+
+    fn runs_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+        limit: usize,
+    ) -> Result<Vec<RunRow>> {
+        let sql = format!(
+            "SELECT id, command, started_at, finished_at, as_of, status, stage, reason, \
+             snapshot_id, accepted_drops, report_dir, exit_code FROM runs WHERE {condition} \
+             ORDER BY id DESC LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, String>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<i32>>(11)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RunRow {
+                    id: r.0,
+                    command: r.1,
+                    started_at: parse_time(&r.2).map_err(|w| self.corrupt(w))?,
+                    finished_at: r
+                        .3
+                        .as_deref()
+                        .map(parse_time)
+                        .transpose()
+                        .map_err(|w| self.corrupt(w))?,
+                    as_of: r.4.as_deref().and_then(|d| d.parse().ok()),
+                    status: r.5,
+                    stage: r.6,
+                    reason: r.7,
+                    snapshot_id: r.8,
+                    accepted_drops: r
+                        .9
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    report_dir: r.10.map(PathBuf::from),
+                    exit_code: r.11,
+                })
+            })
+            .collect()
+    }
+
+    /// Open findings per kind for the last `limit` reconciled runs, oldest first.
+    pub fn trend(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, Option<NaiveDate>, Vec<(Kind, Option<usize>)>)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, as_of FROM runs WHERE outcome_json IS NOT NULL \
+                 ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for (id, as_of) in ids.into_iter().rev() {
+            let counts = self
+                .outcome(id)?
+                .map(|o| o.counts.into_iter().collect())
+                .unwrap_or_default();
+            out.push((id, as_of.and_then(|d| d.parse().ok()), counts));
+        }
+        Ok(out)
+    }
+}
+
+fn snapshot_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<std::result::Result<SnapshotRow, String>> {
+    let taken_at: String = r.get(2)?;
+    let status: String = r.get(4)?;
+    let reason: Option<String> = r.get(5)?;
+    let completeness = if status == "complete" {
+        Completeness::Complete
+    } else {
+        Completeness::Incomplete {
+            reason: reason.unwrap_or_else(|| "no reason recorded".into()),
+        }
+    };
+    let row = SnapshotRow {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        taken_at: match parse_time(&taken_at) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e)),
+        },
+        source_url: r.get(3)?,
+        completeness,
+        total_results: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+        pages: r.get(7)?,
+        accounts: r.get::<_, i64>(8)? as u64,
+        active_accounts: r.get::<_, i64>(9)? as u64,
+    };
+    Ok(Ok(row))
+}
+
+fn parse_time(text: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("timestamp `{text}` is unreadable: {e}"))
+}
+
+fn now_text() -> String {
+    Utc::now().to_rfc3339()
+}
+
+/// Creates `path` readable and writable by its owner only, if it does not exist yet.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::Account;
+
+    fn account(id: &str, active: bool) -> Account {
+        Account {
+            id: id.into(),
+            user_name: Some(format!("{id}@example.test")),
+            external_id: None,
+            employee_number: None,
+            display_name: None,
+            given_name: None,
+            family_name: None,
+            active,
+            emails: vec![],
+            groups: vec![],
+            role: None,
+            team: None,
+            org: None,
+            created: None,
+            last_modified: None,
+        }
+    }
+
+    fn fetched(ids: &[&str], completeness: Completeness) -> Fetched {
+        Fetched {
+            accounts: ids
+                .iter()
+                .map(|id| (account(id, true), format!(r#"{{"id":"{id}"}}"#)))
+                .collect(),
+            total_results: Some(ids.len() as u64),
+            pages: 1,
+            completeness,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_with_its_accounts() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        let id = store
+            .save_snapshot(
+                run,
+                "http://127.0.0.1/x",
+                Utc::now(),
+                &fetched(&["b", "a"], Completeness::Complete),
+            )
+            .unwrap();
+        let row = store.latest_snapshot().unwrap().unwrap();
+        assert_eq!(row.id, id);
+        assert_eq!(row.accounts, 2);
+        assert!(row.completeness.is_complete());
+        let ids: Vec<_> = store
+            .accounts(id)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(store.run(run).unwrap().unwrap().snapshot_id, Some(id));
+    }
+
+    #[test]
+    fn the_previous_complete_snapshot_skips_incomplete_ones() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        let good = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+            )
+            .unwrap();
+        let bad = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(
+                    &[],
+                    Completeness::Incomplete {
+                        reason: "page failed".into(),
+                    },
+                ),
+            )
+            .unwrap();
+        let newest = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .previous_complete_snapshot(newest)
+                .unwrap()
+                .unwrap()
+                .id,
+            good
+        );
+        let latest_bad = store.snapshot(bad).unwrap().unwrap();
+        assert_eq!(latest_bad.completeness.reason(), Some("page failed"));
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this hubreview"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn interrupted_runs_are_marked_failed() {
+        let store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        assert_eq!(store.fail_interrupted_runs().unwrap(), 1);
+        let row = store.run(run).unwrap().unwrap();
+        assert_eq!(row.status, "failed");
+    }
+}

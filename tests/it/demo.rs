@@ -1,0 +1,86 @@
+//! `hubreview demo`: the whole job on the built-in organization, checked against the
+//! counts its generator wrote down.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_finds_exactly_what_its_fixtures_were_built_to_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hubreview(tmp.path(), &["demo", "--dir", "demo"], &[]).await;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("report: "), "{stdout}");
+
+    let expected: Value =
+        serde_json::from_str(hubreview::demo::DEMO_EXPECTED_JSON).expect("expected.json");
+    let dirs = report_dirs(&tmp.path().join("demo"));
+    assert_eq!(dirs.len(), 1, "one report directory: {dirs:?}");
+    let summary = read_json(&dirs[0].join("summary.json"));
+
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["as_of"], "2026-11-30");
+    assert_eq!(summary["snapshot"]["accounts"], expected["accounts"]);
+    for (kind, count) in expected["findings"].as_object().unwrap() {
+        assert_eq!(&summary["findings"][kind], count, "count of {kind}");
+    }
+    assert_eq!(summary["findings"]["identifier_changed"], 0);
+    assert_eq!(
+        summary["findings"]["pending_invite"],
+        Value::Null,
+        "no invite data in the demo"
+    );
+
+    // Not just the counts: the very accounts the fixtures hold.
+    let rows = findings_csv(&dirs[0].join("findings.csv"));
+    for kind in ["terminated_active", "shadow", "idle_seat", "privileged"] {
+        let want: BTreeSet<String> = expected["details"][kind]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect();
+        let got: BTreeSet<String> = rows
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, id)| id.clone())
+            .collect();
+        assert_eq!(got, want, "accounts of {kind}");
+    }
+
+    for file in [
+        "report.html",
+        "findings.csv",
+        "terminated_active.csv",
+        "manifest.json",
+    ] {
+        assert!(dirs[0].join(file).exists(), "{file} is written");
+    }
+    let outbox: Vec<_> = std::fs::read_dir(tmp.path().join("demo/outbox"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(outbox.len(), 1, "one message in the outbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_gives_the_same_counts_when_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = hubreview(tmp.path(), &["demo", "--dir", "demo"], &[]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let dirs = report_dirs(&tmp.path().join("demo"));
+    assert_eq!(dirs.len(), 2);
+    let first = read_json(&dirs[0].join("summary.json"));
+    let second = read_json(&dirs[1].join("summary.json"));
+    assert_eq!(first["findings"], second["findings"]);
+}
