@@ -293,6 +293,11 @@ impl ConfigError {
     }
 }
 
+/// Every configuration key, as `section.key`.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().map(|(k, _)| *k)
+}
+
 /// The environment variable that overrides `key`: `scim.page_size` -> `HUBREVIEW_SCIM_PAGE_SIZE`.
 pub fn env_name(key: &str) -> String {
     format!("HUBREVIEW_{}", key.replace('.', "_").to_ascii_uppercase())

@@ -320,7 +320,7 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     for kind in not_evaluated.keys() {
         counts.insert(*kind, None);
     }
-    let seats = seats(&findings, inputs);
+    let seats = seats(&findings, &not_evaluated, inputs);
 
     Ok(Outcome {
         findings,
@@ -974,20 +974,28 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
 }
 
 /// Seats in use and reclaimable; each account is counted once, under its first reason.
-fn seats(findings: &[Finding], inputs: &Inputs<'_>) -> SeatSummary {
+fn seats(
+    findings: &[Finding],
+    not_evaluated: &BTreeMap<Kind, String>,
+    inputs: &Inputs<'_>,
+) -> SeatSummary {
     let in_use = match inputs.members {
         Some(members) => members.len() as u64,
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
     let mut counted = HashSet::new();
     let mut reclaimable = BTreeMap::new();
+    // Reasons a seat can be taken back, most certain first; a kind that was not evaluated
+    // is left out rather than counted as zero.
     for kind in [
         Kind::TerminatedActive,
         Kind::Shadow,
-        Kind::NotProvisioned,
         Kind::IdleSeat,
         Kind::PendingInvite,
-    ] {
+    ]
+    .into_iter()
+    .filter(|k| !not_evaluated.contains_key(k))
+    {
         let n = findings
             .iter()
             .filter(|f| f.kind == kind)
@@ -1012,5 +1020,474 @@ fn seats(findings: &[Finding], inputs: &Inputs<'_>) -> SeatSummary {
         seat_price: price,
         monthly_saving: price.map(|p| p * reclaimable_total as f64),
         yearly_saving: price.map(|p| p * reclaimable_total as f64 * 12.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::{Member, Seen};
+    use crate::scim::{Account, Email};
+    use chrono::{DateTime, Utc};
+
+    fn as_of() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+    }
+
+    fn account(id: &str, email: Option<&str>) -> Account {
+        Account {
+            id: id.into(),
+            user_name: email.map(str::to_owned),
+            external_id: None,
+            employee_number: None,
+            display_name: Some(format!("docker-{id}")),
+            given_name: None,
+            family_name: None,
+            active: true,
+            emails: email
+                .map(|e| {
+                    vec![Email {
+                        value: e.into(),
+                        primary: true,
+                        kind: None,
+                    }]
+                })
+                .unwrap_or_default(),
+            groups: vec![],
+            role: Some("member".into()),
+            team: None,
+            org: None,
+            created: None,
+            last_modified: None,
+        }
+    }
+
+    fn person(row: usize, email: Option<&str>, terminated: bool) -> Person {
+        Person {
+            row,
+            email: email.map(str::to_owned),
+            employee_id: None,
+            aliases: vec![],
+            name: None,
+            department: None,
+            status: Some(if terminated { "SUSPENDED" } else { "ACTIVE" }.into()),
+            status_terminated: terminated,
+            termination_date: None,
+        }
+    }
+
+    fn member(email: &str, logged_in: Seen, joined: Option<&str>) -> Member {
+        Member {
+            row: 2,
+            name: None,
+            username: None,
+            email: Some(email.into()),
+            kind: Some("member".into()),
+            permission: None,
+            teams: None,
+            date_joined: joined.map(at),
+            last_logged_in: logged_in,
+            last_seen: Seen::Unknown,
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn run(
+        accounts: &[Account],
+        people: &[Person],
+        members: Option<&[Member]>,
+        previous: Option<&[Account]>,
+    ) -> Outcome {
+        let review = ReviewConfig::default();
+        reconcile(&Inputs {
+            accounts,
+            previous,
+            people,
+            members,
+            review: &review,
+            as_of: as_of(),
+        })
+        .unwrap()
+    }
+
+    fn keys(outcome: &Outcome, kind: Kind) -> Vec<String> {
+        outcome
+            .findings
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.key.clone())
+            .collect()
+    }
+
+    #[test]
+    fn keys_normalize_case_space_and_unicode_form() {
+        assert_eq!(
+            normalize(" Jane.Doe@Example.COM "),
+            normalize("jane.doe@example.com")
+        );
+        let nfd = "jose\u{301}@example.com";
+        let nfc = "jos\u{e9}@example.com";
+        assert_eq!(normalize(nfd), normalize(nfc));
+        assert_eq!(normalize("   "), None);
+    }
+
+    #[test]
+    fn matching_rules_decide_each_account_in_order() {
+        struct Case {
+            name: &'static str,
+            account: Account,
+            people: Vec<Person>,
+            shadow: bool,
+        }
+        let mut by_id = account("a", Some("new.name@example.com"));
+        by_id.external_id = Some("00042".into());
+        let mut renamed = person(2, Some("old.name@example.com"), false);
+        renamed.employee_id = Some("00042".into());
+        let mut secondary = account("a", Some("x@other.example"));
+        secondary.emails.push(Email {
+            value: "jane@example.com".into(),
+            primary: false,
+            kind: None,
+        });
+        let mut aliased = person(2, Some("jane.doe@example.com"), false);
+        aliased.aliases = vec!["JDoe@Example.com".into()];
+        let cases = [
+            Case {
+                name: "case differs",
+                account: account("a", Some("Jane.Doe@Example.COM")),
+                people: vec![person(2, Some("jane.doe@example.com"), false)],
+                shadow: false,
+            },
+            Case {
+                name: "NFD against NFC",
+                account: account("a", Some("jose\u{301}@example.com")),
+                people: vec![person(2, Some("jos\u{e9}@example.com"), false)],
+                shadow: false,
+            },
+            Case {
+                name: "renamed, matched by employee id",
+                account: by_id,
+                people: vec![renamed],
+                shadow: false,
+            },
+            Case {
+                name: "secondary SCIM email",
+                account: secondary,
+                people: vec![person(2, Some("jane@example.com"), false)],
+                shadow: false,
+            },
+            Case {
+                name: "IdP alias",
+                account: account("a", Some("jdoe@example.com")),
+                people: vec![aliased],
+                shadow: false,
+            },
+            Case {
+                name: "a +tag address is not a match",
+                account: account("a", Some("jane+docker@example.com")),
+                people: vec![person(2, Some("jane@example.com"), false)],
+                shadow: true,
+            },
+        ];
+        for case in cases {
+            let outcome = run(&[case.account], &case.people, None, None);
+            assert_eq!(
+                !keys(&outcome, Kind::Shadow).is_empty(),
+                case.shadow,
+                "{}: {:?}",
+                case.name,
+                outcome.findings
+            );
+        }
+    }
+
+    #[test]
+    fn accounts_without_email_never_match_a_row_without_email() {
+        let accounts = [account("svc1", None), account("svc2", None)];
+        let people = [person(2, None, false)];
+        let outcome = run(&accounts, &people, None, None);
+        assert_eq!(keys(&outcome, Kind::Shadow), ["shadow:svc1", "shadow:svc2"]);
+        let quality = keys(&outcome, Kind::DataQuality);
+        assert!(quality.contains(&"data_quality:person_without_key:row2".to_string()));
+        assert!(quality.contains(&"data_quality:account_without_key:svc1".to_string()));
+    }
+
+    #[test]
+    fn a_leaver_with_an_active_account_is_terminated_active_and_an_inactive_one_is_not() {
+        let mut gone = account("b", Some("b@example.com"));
+        gone.active = false;
+        let accounts = [account("a", Some("a@example.com")), gone];
+        let people = [
+            person(2, Some("a@example.com"), true),
+            person(3, Some("b@example.com"), true),
+        ];
+        let outcome = run(&accounts, &people, None, None);
+        assert_eq!(
+            keys(&outcome, Kind::TerminatedActive),
+            ["terminated_active:a"]
+        );
+        assert!(keys(&outcome, Kind::Shadow).is_empty());
+        let f = &outcome.findings[0];
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.match_basis, "userName = IdP email");
+    }
+
+    #[test]
+    fn a_termination_date_on_or_before_the_review_date_makes_a_leaver() {
+        let mut leaving = person(2, Some("a@example.com"), false);
+        leaving.termination_date = Some(as_of());
+        let outcome = run(
+            &[account("a", Some("a@example.com"))],
+            &[leaving.clone()],
+            None,
+            None,
+        );
+        assert_eq!(keys(&outcome, Kind::TerminatedActive).len(), 1);
+        leaving.termination_date = as_of().succ_opt();
+        let outcome = run(
+            &[account("a", Some("a@example.com"))],
+            &[leaving],
+            None,
+            None,
+        );
+        assert!(keys(&outcome, Kind::TerminatedActive).is_empty());
+    }
+
+    #[test]
+    fn a_person_listed_twice_is_data_quality_and_terminated_wins() {
+        let people = [
+            person(2, Some("a@example.com"), false),
+            person(3, Some("A@example.com"), true),
+        ];
+        let outcome = run(&[account("a", Some("a@example.com"))], &people, None, None);
+        assert_eq!(
+            keys(&outcome, Kind::TerminatedActive),
+            ["terminated_active:a"]
+        );
+        assert_eq!(
+            keys(&outcome, Kind::DataQuality),
+            ["data_quality:duplicate_person:a@example.com"]
+        );
+    }
+
+    #[test]
+    fn a_renamed_person_matched_by_employee_id_is_identifier_changed() {
+        let mut a = account("a", Some("new@example.com"));
+        a.external_id = Some("00042".into());
+        let mut p = person(2, Some("old@example.com"), false);
+        p.employee_id = Some("00042".into());
+        let outcome = run(&[a], &[p], None, None);
+        assert_eq!(
+            keys(&outcome, Kind::IdentifierChanged),
+            ["identifier_changed:a"]
+        );
+        assert!(keys(&outcome, Kind::Shadow).is_empty());
+    }
+
+    #[test]
+    fn idle_is_more_than_idle_days_and_exactly_idle_days_is_not() {
+        let cases = [
+            ("2026-09-01T23:59:59Z", false), // 90 days
+            ("2026-08-31T00:00:00Z", true),  // 91 days
+            ("2026-11-29T10:00:00Z", false),
+        ];
+        for (last, idle) in cases {
+            let accounts = [account("a", Some("a@example.com"))];
+            let people = [person(2, Some("a@example.com"), false)];
+            let members = [member("a@example.com", Seen::At(at(last)), None)];
+            let outcome = run(&accounts, &people, Some(&members), None);
+            assert_eq!(
+                keys(&outcome, Kind::IdleSeat).len(),
+                usize::from(idle),
+                "{last}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_signed_in_is_idle_only_after_idle_days_of_membership_and_unknown_is_never_idle() {
+        let cases = [
+            (Seen::Never, Some("2026-08-01T00:00:00Z"), true),
+            (Seen::Never, Some("2026-11-20T00:00:00Z"), false),
+            (Seen::Unknown, Some("2020-01-01T00:00:00Z"), false),
+        ];
+        for (seen, joined, idle) in cases {
+            let accounts = [account("a", Some("a@example.com"))];
+            let people = [person(2, Some("a@example.com"), false)];
+            let members = [member("a@example.com", seen, joined)];
+            let outcome = run(&accounts, &people, Some(&members), None);
+            assert_eq!(
+                keys(&outcome, Kind::IdleSeat).len(),
+                usize::from(idle),
+                "{seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn owners_and_editors_of_active_accounts_are_privileged() {
+        let mut owner = account("o", Some("o@example.com"));
+        owner.role = Some("owner".into());
+        let mut editor = account("e", Some("e@example.com"));
+        editor.role = Some("Editor".into());
+        let mut former = account("f", Some("f@example.com"));
+        former.role = Some("owner".into());
+        former.active = false;
+        let outcome = run(
+            &[owner, editor, former, account("m", None)],
+            &[],
+            None,
+            None,
+        );
+        assert_eq!(
+            keys(&outcome, Kind::Privileged),
+            ["privileged:o", "privileged:e"]
+        );
+    }
+
+    #[test]
+    fn drift_names_every_change_and_flags_an_escalation() {
+        let before = [
+            account("same", Some("s@example.com")),
+            account("gone", Some("g@example.com")),
+            account("off", Some("off@example.com")),
+            {
+                let mut a = account("back", Some("b@example.com"));
+                a.active = false;
+                a
+            },
+            account("up", Some("u@example.com")),
+            account("moved", Some("m@example.com")),
+        ];
+        let mut after = vec![
+            before[0].clone(),
+            account("new", Some("n@example.com")),
+            {
+                let mut a = before[2].clone();
+                a.active = false;
+                a
+            },
+            {
+                let mut a = before[3].clone();
+                a.active = true;
+                a
+            },
+            {
+                let mut a = before[4].clone();
+                a.role = Some("owner".into());
+                a
+            },
+        ];
+        let mut moved = before[5].clone();
+        moved.team = Some("platform".into());
+        after.push(moved);
+        let outcome = run(&after, &[], None, Some(&before));
+        let mut drift = keys(&outcome, Kind::Drift);
+        drift.sort();
+        assert_eq!(
+            drift,
+            [
+                "drift:back:reactivated",
+                "drift:gone:removed",
+                "drift:moved:team:->platform",
+                "drift:new:added",
+                "drift:off:deactivated",
+                "drift:up:role:member->owner",
+            ]
+        );
+        let escalation = outcome
+            .findings
+            .iter()
+            .find(|f| f.key.contains("role"))
+            .unwrap();
+        assert_eq!(escalation.severity, Severity::High);
+        assert!(escalation.reason.contains("escalated"));
+    }
+
+    #[test]
+    fn kinds_without_their_source_are_not_evaluated_rather_than_zero() {
+        let outcome = run(&[account("a", Some("a@example.com"))], &[], None, None);
+        for kind in [
+            Kind::Drift,
+            Kind::IdleSeat,
+            Kind::NotProvisioned,
+            Kind::PendingInvite,
+        ] {
+            assert_eq!(outcome.counts[&kind], None, "{kind}");
+            assert!(outcome.not_evaluated.contains_key(&kind), "{kind}");
+        }
+        assert_eq!(outcome.counts[&Kind::Shadow], Some(1));
+        assert_eq!(outcome.counts[&Kind::TerminatedActive], Some(0));
+        assert!(!outcome.seats.reclaimable.contains_key("idle_seat"));
+    }
+
+    #[test]
+    fn a_hub_member_without_a_scim_account_is_not_provisioned_and_says_what_the_idp_knows() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let people = [
+            person(2, Some("a@example.com"), false),
+            person(3, Some("hand@example.com"), true),
+        ];
+        let mut by_hand = member("hand@example.com", Seen::Never, None);
+        by_hand.username = Some("handmade".into());
+        let members = [
+            member("a@example.com", Seen::At(at("2026-11-29T00:00:00Z")), None),
+            by_hand,
+            member("stranger@example.com", Seen::Never, None),
+        ];
+        let outcome = run(&accounts, &people, Some(&members), None);
+        let found: Vec<_> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::NotProvisioned)
+            .map(|f| (f.key.as_str(), f.severity, f.person_status.as_deref()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "not_provisioned:handmade",
+                    Severity::Critical,
+                    Some("SUSPENDED")
+                ),
+                ("not_provisioned:stranger@example.com", Severity::High, None),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_account_counts_once_among_reclaimable_seats() {
+        let accounts = [
+            account("a", Some("a@example.com")),
+            account("s", Some("s@example.com")),
+        ];
+        let people = [person(2, Some("a@example.com"), true)];
+        let members = [
+            member("a@example.com", Seen::Never, Some("2020-01-01T00:00:00Z")),
+            member("s@example.com", Seen::Never, Some("2020-01-01T00:00:00Z")),
+        ];
+        let mut review = ReviewConfig {
+            seat_price: Some(10.0),
+            ..ReviewConfig::default()
+        };
+        review.seats_purchased = Some(5);
+        let outcome = reconcile(&Inputs {
+            accounts: &accounts,
+            previous: None,
+            people: &people,
+            members: Some(&members),
+            review: &review,
+            as_of: as_of(),
+        })
+        .unwrap();
+        assert_eq!(outcome.seats.reclaimable_total, 2);
+        assert_eq!(outcome.seats.monthly_saving, Some(20.0));
+        assert_eq!(outcome.seats.yearly_saving, Some(240.0));
+        assert_eq!(outcome.seats.in_use, 2);
     }
 }

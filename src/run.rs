@@ -945,7 +945,7 @@ mod tests {
         assert!(drop_guard(5, 4, &config).is_none(), "one leaver of five");
         assert!(drop_guard(100, 94, &config).is_none(), "6 % is under 10 %");
         assert!(
-            drop_guard(40, 34, &config).is_none() == false,
+            drop_guard(40, 34, &config).is_some(),
             "6 of 40 is 15 % and > 5"
         );
         assert!(drop_guard(1000, 950, &config).is_none(), "5 %");

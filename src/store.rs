@@ -139,6 +139,14 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
 }
 
+/// Open findings per kind in one reconciled run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    pub run_id: i64,
+    pub as_of: Option<NaiveDate>,
+    pub counts: Vec<(Kind, Option<usize>)>,
+}
+
 /// A stored snapshot, without its accounts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotRow {
@@ -751,10 +759,7 @@ impl Store {
     }
 
     /// Open findings per kind for the last `limit` reconciled runs, oldest first.
-    pub fn trend(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(i64, Option<NaiveDate>, Vec<(Kind, Option<usize>)>)>> {
+    pub fn trend(&self, limit: usize) -> Result<Vec<TrendPoint>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -775,7 +780,11 @@ impl Store {
                 .outcome(id)?
                 .map(|o| o.counts.into_iter().collect())
                 .unwrap_or_default();
-            out.push((id, as_of.and_then(|d| d.parse().ok()), counts));
+            out.push(TrendPoint {
+                run_id: id,
+                as_of: as_of.and_then(|d| d.parse().ok()),
+                counts,
+            });
         }
         Ok(out)
     }
