@@ -319,8 +319,18 @@ impl Config {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::one(format!("cannot read config file `{}`: {e}", path.display()))
             })?;
-            table = toml::from_str(&text)
-                .map_err(|e| ConfigError::one(format!("config file `{}`: {e}", path.display())))?;
+            table = toml::from_str(&text).map_err(|e: toml::de::Error| {
+                // The message only, never the offending line: it may hold a secret.
+                let line = e
+                    .span()
+                    .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                let at = line.map(|l| format!(", line {l}")).unwrap_or_default();
+                ConfigError::one(format!(
+                    "config file `{}`{at}: {}",
+                    path.display(),
+                    e.message()
+                ))
+            })?;
             for (section, value) in &table {
                 if let Some(t) = value.as_table() {
                     for secret in [
@@ -402,18 +412,32 @@ impl Config {
             }
         }
 
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
+        // Wrong types and unknown keys are taken out of the table and reported, so the
+        // rest can still be checked and every problem is reported at once.
+        check_types(&mut table, &mut problems);
         let config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| {
-                    ConfigError::one(format!("configuration: {}", e.message()))
+                    let mut all = problems.clone();
+                    all.push(format!("configuration: {}", e.message()));
+                    ConfigError { problems: all }
                 })?;
-        config.validate()?;
-        let secrets = Secrets::from_env(env)?;
-        Ok((config, secrets))
+        if let Err(e) = config.validate() {
+            problems.extend(e.problems);
+        }
+        let secrets = match Secrets::from_env(env) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.extend(e.problems);
+                Secrets::default()
+            }
+        };
+        if problems.is_empty() {
+            Ok((config, secrets))
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Checks ranges and names, reporting every problem at once.
@@ -467,6 +491,24 @@ impl Config {
                 ));
             }
         }
+        for (key, address) in self
+            .mail
+            .from
+            .iter()
+            .map(|a| ("mail.from", a))
+            .chain(self.mail.to.iter().map(|a| ("mail.to", a)))
+        {
+            if let Err(e) = address.parse::<lettre::message::Mailbox>() {
+                problems.push(format!(
+                    "`{key}` = `{}`: not an email address ({e})",
+                    address.escape_debug()
+                ));
+            }
+        }
+        if self.mail.smtp_host.is_some() && self.mail.to.is_empty() {
+            problems
+                .push("`mail.smtp_host` is set but `mail.to` is empty: name the reviewers".into());
+        }
         if self.report.html_rows == 0 {
             problems.push("`report.html_rows` must be at least 1".into());
         }
@@ -519,6 +561,116 @@ impl Secrets {
             Err(ConfigError { problems })
         }
     }
+}
+
+/// Removes every value of the wrong type, every unknown key, and every empty path from
+/// `table`, and says what was wrong with each.
+fn check_types(table: &mut toml::Table, problems: &mut Vec<String>) {
+    let known_sections = [
+        "scim", "idp", "activity", "review", "store", "report", "mail",
+    ];
+    let mut unknown = Vec::new();
+    let mut secrets = Vec::new();
+    for (section, value) in table.iter() {
+        if !known_sections.contains(&section.as_str()) {
+            unknown.push(section.clone());
+            continue;
+        }
+        let Some(inner) = value.as_table() else {
+            problems.push(format!(
+                "`{section}` must be a table (a `[{section}]` section)"
+            ));
+            continue;
+        };
+        for (key, value) in inner {
+            let path = format!("{section}.{key}");
+            if let Some(group) = value.as_table() {
+                for sub in group.keys() {
+                    let full = format!("{path}.{sub}");
+                    if !KEYS.iter().any(|(k, _)| *k == full) {
+                        unknown.push(full);
+                    }
+                }
+            } else if is_secret_key(key) {
+                // Reported where the file is read; taken out so the rest still parses.
+                secrets.push(path);
+            } else if !KEYS.iter().any(|(k, _)| *k == path) {
+                unknown.push(path);
+            }
+        }
+    }
+    for key in secrets {
+        remove(table, &key);
+    }
+    for key in unknown {
+        problems.push(format!(
+            "unknown configuration key `{key}` (known: {})",
+            KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+        ));
+        remove(table, &key);
+    }
+    for (key, kind) in KEYS {
+        let Some(value) = lookup_mut(table, key) else {
+            continue;
+        };
+        let wrong = match (kind, &*value) {
+            (KeyType::Text, toml::Value::String(_)) => None,
+            (KeyType::Path, toml::Value::String(s)) if s.trim().is_empty() => {
+                // An empty path means "not set".
+                remove(table, key);
+                continue;
+            }
+            (KeyType::Path, toml::Value::String(_)) => None,
+            (KeyType::Integer, toml::Value::Integer(n)) if *n >= 0 => None,
+            (KeyType::Integer, toml::Value::Integer(n)) => {
+                Some(format!("`{key}` = {n}: must not be negative"))
+            }
+            (KeyType::Float, toml::Value::Float(_) | toml::Value::Integer(_)) => None,
+            (KeyType::List, toml::Value::String(_)) => None,
+            (KeyType::List, toml::Value::Array(items)) if items.iter().all(|i| i.is_str()) => None,
+            (kind, other) => Some(format!(
+                "`{key}` = {other}: expected {}",
+                match kind {
+                    KeyType::Text | KeyType::Path => "a string",
+                    KeyType::Integer => "a whole number",
+                    KeyType::Float => "a number",
+                    KeyType::List => "a string or a list of strings",
+                }
+            )),
+        };
+        if let Some(problem) = wrong {
+            problems.push(problem);
+            remove(table, key);
+        } else if *kind == KeyType::Float {
+            if let toml::Value::Integer(n) = value {
+                *value = toml::Value::Float(*n as f64);
+            }
+        }
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    [
+        "token",
+        "password",
+        "scim_token",
+        "hub_token",
+        "smtp_password",
+    ]
+    .contains(&key)
+}
+
+fn remove(table: &mut toml::Table, key: &str) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut current = table;
+    for part in parts {
+        match current.get_mut(part).and_then(toml::Value::as_table_mut) {
+            Some(t) => current = t,
+            None => return,
+        }
+    }
+    current.remove(last);
 }
 
 fn lookup_mut<'a>(table: &'a mut toml::Table, key: &str) -> Option<&'a mut toml::Value> {
@@ -637,13 +789,9 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert_eq!(
-            err.problems.len(),
-            1,
-            "type errors stop before validation: {err}"
-        );
-        let err = Config::load(Some(&path), &[], &[]).unwrap_err();
         let text = err.to_string();
+        assert_eq!(err.problems.len(), 3, "{text}");
+        assert!(text.contains("HUBREVIEW_REVIEW_IDLE_DAYS"), "{text}");
         assert!(text.contains("scim.page_size"), "{text}");
         assert!(text.contains("idp.format"), "{text}");
     }
@@ -707,5 +855,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.mail.to, ["a@x.example", "b@x.example"]);
+    }
+
+    #[test]
+    fn type_errors_unknown_keys_and_range_errors_come_together_and_name_their_key() {
+        let (_d, path) = file(
+            "[scim]\npage_size = 500\ntimeout = 3\n[review]\nidle_days = -3\n[report]\nhtml_rows = \"abc\"\n[mail]\nto = \"not an address\"\n",
+        );
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "scim.page_size",
+            "unknown configuration key `scim.timeout`",
+            "`review.idle_days` = -3: must not be negative",
+            "`report.html_rows` = \"abc\": expected a whole number",
+            "`mail.to`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_toml_syntax_error_never_prints_the_offending_line() {
+        let (_d, path) = file("[scim]\nurl = \"https://x.example\"\ntoken = \"FILESECRET-aaa\n");
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err().to_string();
+        assert!(!err.contains("FILESECRET"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_path_from_the_environment_means_unset() {
+        let (c, _) = Config::load(None, &env(&[("HUBREVIEW_ACTIVITY_FILE", "")]), &[]).unwrap();
+        assert_eq!(c.activity.file, None);
+    }
+
+    #[test]
+    fn a_secret_in_the_file_does_not_hide_other_problems() {
+        let (_d, path) = file("[scim]\ntoken = \"abc\"\npage_size = 0\n");
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("HUBREVIEW_SCIM_TOKEN"), "{err}");
+        assert!(err.contains("scim.page_size"), "{err}");
     }
 }

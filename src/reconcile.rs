@@ -207,6 +207,9 @@ pub struct Inputs<'a> {
     pub accounts: &'a [Account],
     /// The accounts of the previous complete snapshot, for drift.
     pub previous: Option<&'a [Account]>,
+    /// Which snapshot `previous` is ("snapshot 4 taken 2026-11-23T06:00:00Z"), for the
+    /// evidence of drift findings.
+    pub previous_snapshot: Option<String>,
     pub people: &'a [Person],
     /// The Hub members export, for activity and members SCIM does not know.
     pub members: Option<&'a [Member]>,
@@ -254,7 +257,17 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     let mut counts: Counts = Kind::ALL.iter().map(|k| (*k, Some(0))).collect();
     let mut not_evaluated = BTreeMap::new();
 
-    let member_index = inputs.members.map(MemberIndex::new);
+    // What the sources can tell. A kind they cannot decide is "not evaluated", never 0.
+    let members = inputs.members.filter(|m| !m.is_empty());
+    let activity_known = members.is_some_and(|m| {
+        m.iter()
+            .any(|member| member.last_activity().0 != Seen::Unknown)
+    });
+    let status_known = inputs
+        .people
+        .iter()
+        .any(|p| p.status.is_some() || p.termination_date.is_some());
+    let member_index = members.filter(|_| activity_known).map(MemberIndex::new);
 
     for (account, matched) in inputs.accounts.iter().zip(&matches) {
         if !account.active {
@@ -284,7 +297,14 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     findings.extend(privileged(inputs.accounts));
 
     match inputs.previous {
-        Some(previous) => findings.extend(drift(previous, inputs.accounts)),
+        Some(previous) => findings.extend(drift(
+            previous,
+            inputs.accounts,
+            inputs
+                .previous_snapshot
+                .as_deref()
+                .unwrap_or("the previous complete snapshot"),
+        )),
         None => {
             not_evaluated.insert(
                 Kind::Drift,
@@ -293,13 +313,34 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
         }
     }
 
-    match inputs.members {
-        Some(members) => findings.extend(not_provisioned(members, inputs)),
-        None => {
+    match (inputs.members, members) {
+        (_, Some(members)) => findings.extend(not_provisioned(members, inputs)),
+        (Some(_), None) => {
+            let why = "the members export lists nobody: check that the export finished";
+            not_evaluated.insert(Kind::IdleSeat, why.into());
+            not_evaluated.insert(Kind::NotProvisioned, why.into());
+        }
+        (None, _) => {
             let why = "no member data: set `activity.file` to Docker Hub's members export";
             not_evaluated.insert(Kind::IdleSeat, why.into());
             not_evaluated.insert(Kind::NotProvisioned, why.into());
         }
+    }
+    if members.is_some() && !activity_known {
+        not_evaluated.insert(
+            Kind::IdleSeat,
+            "the members export has no activity (no Last Logged-In Date or Last Seen Date \
+             column): use Docker Hub's Insights export"
+                .into(),
+        );
+    }
+    if !status_known {
+        not_evaluated.insert(
+            Kind::TerminatedActive,
+            "the IdP export gives nobody a status or a termination date, so leavers cannot \
+             be told apart: map `idp.columns.status` or `idp.columns.termination_date`"
+                .into(),
+        );
     }
     not_evaluated.insert(
         Kind::PendingInvite,
@@ -414,17 +455,19 @@ fn match_accounts(
         .select([col("account"), col("person"), col("alias")])
         .collect()?;
 
-    let mut best: Vec<Option<(usize, Basis, bool)>> = vec![None; accounts.len()];
+    // The best candidate per account: a terminated person beats an active one whatever
+    // rule found them (so a duplicate row can never hide a leaver); then the earlier rule;
+    // then the earlier row.
+    let mut best: Vec<Option<(usize, Basis, bool, usize)>> = vec![None; accounts.len()];
     let rules = [
         (by_id, Basis::EmployeeId, Basis::EmployeeId),
         (by_user, Basis::UserName, Basis::UserNameAlias),
         (by_email, Basis::SecondaryEmail, Basis::SecondaryEmailAlias),
     ];
-    for (frame, direct, via_alias) in rules {
+    for (rank, (frame, direct, via_alias)) in rules.into_iter().enumerate() {
         let account = frame.column("account")?.u32()?.clone();
         let person = frame.column("person")?.u32()?.clone();
         let alias = frame.column("alias")?.bool()?.clone();
-        let mut decided_here: Vec<bool> = vec![false; accounts.len()];
         for ((a, p), al) in account.iter().zip(person.iter()).zip(alias.iter()) {
             let (Some(a), Some(p)) = (a, p) else { continue };
             let (a, p) = (a as usize, p as usize);
@@ -434,22 +477,25 @@ fn match_accounts(
                 direct
             };
             let terminated = people[p].is_terminated(as_of);
-            match best[a] {
-                // Decided by an earlier rule.
-                Some(_) if !decided_here[a] => {}
-                Some((q, _, q_terminated))
-                    if (q_terminated, std::cmp::Reverse(q))
-                        >= (terminated, std::cmp::Reverse(p)) => {}
-                _ => {
-                    best[a] = Some((p, basis, terminated));
-                    decided_here[a] = true;
+            let better = match best[a] {
+                None => true,
+                Some((q, _, q_terminated, q_rank)) => {
+                    (terminated, std::cmp::Reverse(rank), std::cmp::Reverse(p))
+                        > (
+                            q_terminated,
+                            std::cmp::Reverse(q_rank),
+                            std::cmp::Reverse(q),
+                        )
                 }
+            };
+            if better {
+                best[a] = Some((p, basis, terminated, rank));
             }
         }
     }
     Ok(best
         .into_iter()
-        .map(|b| b.map(|(p, basis, _)| (p, basis)))
+        .map(|b| b.map(|(p, basis, _, _)| (p, basis)))
         .collect())
 }
 
@@ -503,14 +549,14 @@ fn shadow(account: &Account) -> Finding {
         .as_deref()
         .or(account.employee_number.as_deref())
     {
-        tried.push(format!("employee id `{id}`"));
+        tried.push(format!("employee id \"{id}\""));
     }
     if let Some(user) = &account.user_name {
-        tried.push(format!("userName `{user}`"));
+        tried.push(format!("userName \"{user}\""));
     }
     for e in &account.emails {
         if Some(&e.value) != account.user_name.as_ref() {
-            tried.push(format!("email `{}`", e.value));
+            tried.push(format!("email \"{}\"", e.value));
         }
     }
     f.match_basis = if tried.is_empty() {
@@ -539,7 +585,7 @@ fn terminated_active(
     );
     f.reason = match (person.status_terminated, person.termination_date) {
         (true, _) => format!(
-            "the IdP says `{}`, but the Docker account is active",
+            "the IdP says \"{}\", but the Docker account is active",
             person.status.as_deref().unwrap_or("terminated")
         ),
         (false, Some(d)) => format!(
@@ -562,7 +608,7 @@ fn identifier_changed(account: &Account, person: &Person) -> Finding {
         Basis::EmployeeId,
     );
     f.reason = format!(
-        "matched by employee id, but the IdP email `{}` differs from the Docker email `{}`",
+        "matched by employee id, but the IdP email \"{}\" differs from the Docker email \"{}\"",
         person.email.as_deref().unwrap_or("(none)"),
         account.email().unwrap_or("(none)")
     );
@@ -681,7 +727,7 @@ fn privileged(accounts: &[Account]) -> Vec<Finding> {
         .collect()
 }
 
-fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
+fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> Vec<Finding> {
     let before: HashMap<&str, &Account> = previous.iter().map(|a| (a.id.as_str(), a)).collect();
     let now: HashSet<&str> = current.iter().map(|a| a.id.as_str()).collect();
     let mut out = Vec::new();
@@ -692,7 +738,14 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
             format!("drift:{}:{change}", account.id),
             account,
         );
-        f.match_basis = "same SCIM id in both snapshots".into();
+        f.match_basis = match change.as_str() {
+            "added" => "SCIM id absent from the previous snapshot",
+            "removed" => "SCIM id absent from this snapshot",
+            _ => "same SCIM id in both snapshots",
+        }
+        .into();
+        f.evidence
+            .insert("compared_with".into(), compared_with.to_owned());
         f.evidence.insert("change".into(), change);
         f.reason = reason;
         out.push(f);
@@ -754,7 +807,7 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
                 a,
                 format!("team:{old}->{new}"),
                 Severity::Low,
-                format!("team changed from `{old}` to `{new}`"),
+                format!("team changed from \"{old}\" to \"{new}\""),
             );
         }
         let (old, new) = (normalize_opt(b.email()), normalize_opt(a.email()));
@@ -764,7 +817,7 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
                 a,
                 format!("email:{old}->{new}"),
                 Severity::Medium,
-                format!("email changed from `{old}` to `{new}`"),
+                format!("email changed from \"{old}\" to \"{new}\""),
             );
         }
     }
@@ -797,12 +850,20 @@ fn rank(role: &str) -> u8 {
 }
 
 fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
-    let mut scim_keys: HashSet<String> = HashSet::new();
-    let mut scim_ids: HashSet<String> = HashSet::new();
+    // Each key of a SCIM account, and whether any account holding it is active: a member
+    // whose only SCIM account is deactivated still holds access.
+    let mut scim_keys: HashMap<String, bool> = HashMap::new();
+    let mut scim_ids: HashMap<String, bool> = HashMap::new();
     for a in inputs.accounts {
-        scim_keys.extend(normalize_opt(a.user_name.as_deref()));
-        scim_keys.extend(a.emails.iter().filter_map(|e| normalize(&e.value)));
-        scim_ids.extend(normalize_opt(a.display_name.as_deref()));
+        for k in std::iter::once(a.user_name.as_deref())
+            .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
+            .filter_map(normalize_opt)
+        {
+            *scim_keys.entry(k).or_default() |= a.active;
+        }
+        if let Some(k) = normalize_opt(a.display_name.as_deref()) {
+            *scim_ids.entry(k).or_default() |= a.active;
+        }
     }
     let mut people: HashMap<String, &Person> = HashMap::new();
     for p in inputs.people {
@@ -810,7 +871,11 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             .chain(p.aliases.iter().map(|a| Some(a.as_str())))
             .filter_map(normalize_opt)
         {
-            people.entry(k).or_insert(p);
+            let slot = people.entry(k).or_insert(p);
+            // Terminated wins, as in matching.
+            if p.is_terminated(inputs.as_of) && !slot.is_terminated(inputs.as_of) {
+                *slot = p;
+            }
         }
     }
 
@@ -824,35 +889,40 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
         }
         let email = normalize_opt(m.email.as_deref());
         let username = normalize_opt(m.username.as_deref());
-        let known = email.as_ref().is_some_and(|e| scim_keys.contains(e))
-            || username.as_ref().is_some_and(|u| scim_ids.contains(u));
-        if known {
+        let scim = [
+            email.as_ref().and_then(|e| scim_keys.get(e)),
+            username.as_ref().and_then(|u| scim_ids.get(u)),
+        ];
+        if scim.contains(&Some(&true)) {
             continue;
         }
+        let deactivated = scim.contains(&Some(&false));
         let subject = username
             .clone()
             .or_else(|| email.clone())
             .unwrap_or_else(|| format!("row{}", m.row));
         let person = email.as_ref().and_then(|e| people.get(e));
+        let what = if deactivated {
+            "Hub member whose SCIM account is deactivated (still a member)"
+        } else {
+            "Hub member with no SCIM account"
+        };
         let (severity, reason) = match person {
             Some(p) if p.is_terminated(inputs.as_of) => (
                 Severity::Critical,
                 format!(
-                    "Hub member with no SCIM account; the IdP says `{}`",
+                    "{what}; the IdP says \"{}\"",
                     p.status.as_deref().unwrap_or("terminated")
                 ),
             ),
             Some(p) => (
                 Severity::High,
                 format!(
-                    "Hub member with no SCIM account; the IdP knows the person (`{}`)",
+                    "{what}; the IdP knows the person (\"{}\")",
                     p.status.as_deref().unwrap_or("active")
                 ),
             ),
-            None => (
-                Severity::High,
-                "Hub member with no SCIM account, unknown to the IdP".into(),
-            ),
+            None => (Severity::High, format!("{what}, unknown to the IdP")),
         };
         let mut evidence = BTreeMap::new();
         evidence.insert("member_row".into(), m.row.to_string());
@@ -927,7 +997,7 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         let mut f = finding(
             format!("data_quality:duplicate_person:{email}"),
             format!(
-                "the IdP lists `{email}` {} times (rows {}){}",
+                "the IdP lists \"{email}\" {} times (rows {}){}",
                 rows.len(),
                 listed.join(", "),
                 if terminated {
@@ -1107,6 +1177,7 @@ mod tests {
         reconcile(&Inputs {
             accounts,
             previous,
+            previous_snapshot: None,
             people,
             members,
             review: &review,
@@ -1411,7 +1482,8 @@ mod tests {
 
     #[test]
     fn kinds_without_their_source_are_not_evaluated_rather_than_zero() {
-        let outcome = run(&[account("a", Some("a@example.com"))], &[], None, None);
+        let people = [person(2, Some("b@example.com"), false)];
+        let outcome = run(&[account("a", Some("a@example.com"))], &people, None, None);
         for kind in [
             Kind::Drift,
             Kind::IdleSeat,
@@ -1479,6 +1551,7 @@ mod tests {
         let outcome = reconcile(&Inputs {
             accounts: &accounts,
             previous: None,
+            previous_snapshot: None,
             people: &people,
             members: Some(&members),
             review: &review,
@@ -1489,5 +1562,99 @@ mod tests {
         assert_eq!(outcome.seats.monthly_saving, Some(20.0));
         assert_eq!(outcome.seats.yearly_saving, Some(240.0));
         assert_eq!(outcome.seats.in_use, 2);
+    }
+
+    // Regression: the employee-id rule matched an ACTIVE row while a SUSPENDED row with the
+    // same email stood further down; the leaver was missed.
+    #[test]
+    fn a_terminated_duplicate_wins_even_when_another_rule_matched_an_active_row() {
+        let mut a = account("id-3", Some("u3@x.test"));
+        a.external_id = Some("E3".into());
+        let mut active = person(2, Some("u3@x.test"), false);
+        active.employee_id = Some("E3".into());
+        let suspended = person(3, Some("u3@x.test"), true);
+        let outcome = run(&[a], &[active, suspended], None, None);
+        assert_eq!(
+            keys(&outcome, Kind::TerminatedActive),
+            ["terminated_active:id-3"]
+        );
+    }
+
+    // Regression: a member whose SCIM account was deactivated, but who is still an owner
+    // in the organization, produced no finding.
+    #[test]
+    fn a_member_whose_only_scim_account_is_deactivated_is_not_provisioned() {
+        let mut gone = account("id-3", Some("u3@x.test"));
+        gone.active = false;
+        let people = [person(2, Some("u3@x.test"), true)];
+        let mut still_there = member("u3@x.test", Seen::At(at("2026-11-29T00:00:00Z")), None);
+        still_there.username = Some("docker3".into());
+        let outcome = run(&[gone], &people, Some(&[still_there]), None);
+        let found: Vec<_> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::NotProvisioned)
+            .collect();
+        assert_eq!(found.len(), 1, "{:?}", outcome.findings);
+        assert_eq!(found[0].severity, Severity::Critical);
+        assert!(
+            found[0].reason.contains("deactivated"),
+            "{}",
+            found[0].reason
+        );
+    }
+
+    // Regression: a members export with only its header, or without activity columns,
+    // counted idle seats and unprovisioned members as checked and zero.
+    #[test]
+    fn an_empty_members_export_or_one_without_activity_is_not_evaluated() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let people = [person(2, Some("a@example.com"), false)];
+        let outcome = run(&accounts, &people, Some(&[]), None);
+        assert_eq!(outcome.counts[&Kind::IdleSeat], None);
+        assert_eq!(outcome.counts[&Kind::NotProvisioned], None);
+
+        let no_activity = [Member {
+            last_logged_in: Seen::Unknown,
+            last_seen: Seen::Unknown,
+            ..member("a@example.com", Seen::Unknown, Some("2020-01-01T00:00:00Z"))
+        }];
+        let outcome = run(&accounts, &people, Some(&no_activity), None);
+        assert_eq!(outcome.counts[&Kind::IdleSeat], None);
+        assert!(outcome.not_evaluated[&Kind::IdleSeat].contains("Insights"));
+        assert_eq!(outcome.counts[&Kind::NotProvisioned], Some(0));
+    }
+
+    // Regression: a generic export without status or termination date reported leavers as
+    // checked and zero.
+    #[test]
+    fn an_export_without_any_status_leaves_leavers_not_evaluated() {
+        let mut p = person(2, Some("a@example.com"), false);
+        p.status = None;
+        let outcome = run(&[account("a", Some("a@example.com"))], &[p], None, None);
+        assert_eq!(outcome.counts[&Kind::TerminatedActive], None);
+        assert!(outcome.not_evaluated[&Kind::TerminatedActive].contains("idp.columns.status"));
+    }
+
+    #[test]
+    fn drift_evidence_names_the_snapshot_it_was_compared_with() {
+        let before = [account("gone", Some("g@example.com"))];
+        let review = ReviewConfig::default();
+        let outcome = reconcile(&Inputs {
+            accounts: &[],
+            previous: Some(&before),
+            previous_snapshot: Some("snapshot 4 taken 2026-11-23T06:00:00Z".into()),
+            people: &[],
+            members: None,
+            review: &review,
+            as_of: as_of(),
+        })
+        .unwrap();
+        let f = &outcome.findings[0];
+        assert_eq!(f.match_basis, "SCIM id absent from this snapshot");
+        assert_eq!(
+            f.evidence["compared_with"],
+            "snapshot 4 taken 2026-11-23T06:00:00Z"
+        );
     }
 }

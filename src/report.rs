@@ -127,6 +127,8 @@ pub enum ReportError {
     Render { path: PathBuf, cause: String },
     #[error("cannot write `{}`: {cause}", path.display())]
     Write { path: PathBuf, cause: String },
+    #[error("report `{}` cannot be used: {cause}", path.display())]
+    Changed { path: PathBuf, cause: String },
 }
 
 impl ReportInput {
@@ -282,6 +284,56 @@ pub(crate) fn render_html(input: &ReportInput, html_rows: usize) -> Result<Strin
 
 /// The findings in report order: by section (`Kind::ALL`), then most severe first, then
 /// as reconcile listed them.
+/// Reads back a report directory written by [`write()`], checking every file against
+/// `manifest.json`, so that what is sent is exactly what was written.
+pub fn load(dir: &Path) -> Result<Written, ReportError> {
+    let changed = |cause: String| ReportError::Changed {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    let manifest_path = dir.join("manifest.json");
+    let manifest_bytes =
+        fs::read(&manifest_path).map_err(|e| changed(format!("cannot read manifest.json: {e}")))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| changed(format!("manifest.json is not JSON: {e}")))?;
+    let listed = manifest["files"]
+        .as_array()
+        .ok_or_else(|| changed("manifest.json lists no files".into()))?;
+
+    let mut files = Vec::with_capacity(listed.len() + 1);
+    for entry in listed {
+        let name = entry["name"]
+            .as_str()
+            .filter(|n| !n.contains('/') && !n.contains('\\') && !n.starts_with('.'))
+            .ok_or_else(|| changed(format!("manifest.json has a bad file entry: {entry}")))?;
+        let path = dir.join(name);
+        let bytes = fs::read(&path).map_err(|e| changed(format!("cannot read {name}: {e}")))?;
+        let sha256 = sha256_hex(&bytes);
+        if Some(sha256.as_str()) != entry["sha256"].as_str() {
+            return Err(changed(format!(
+                "{name} changed since it was written (its SHA-256 differs from manifest.json)"
+            )));
+        }
+        files.push(WrittenFile {
+            name: name.to_owned(),
+            path,
+            sha256,
+            bytes: bytes.len() as u64,
+        });
+    }
+    files.push(WrittenFile {
+        name: "manifest.json".into(),
+        path: manifest_path,
+        sha256: sha256_hex(&manifest_bytes),
+        bytes: manifest_bytes.len() as u64,
+    });
+    Ok(Written {
+        dir: dir.to_path_buf(),
+        html: dir.join("report.html"),
+        files,
+    })
+}
+
 fn ordered_findings(outcome: &Outcome) -> Vec<&Finding> {
     let mut findings: Vec<&Finding> = outcome.findings.iter().collect();
     findings.sort_by_key(|f| (section_index(f.kind), f.severity));

@@ -17,6 +17,15 @@ use crate::report::{self, InputFile, ReportInput, SnapshotInfo, Written};
 use crate::scim::{self, Completeness};
 use crate::store::{RunRow, Store};
 
+/// Prints a line on stdout. A closed pipe (`hubreview history | head`) is not an error
+/// worth a panic: the rest is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The exit codes, as documented in the README. When several apply, the first in the
 /// order Usage, Locked, Incomplete, Delivery, Findings wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +115,7 @@ fn init_logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
@@ -115,6 +125,11 @@ fn init_logging(cli: &Cli) {
 
 async fn dispatch(cli: Cli) -> Result<Exit> {
     if let Command::Demo(args) = &cli.command {
+        if cli.config.is_some() || !cli.sets.is_empty() {
+            warn!(
+                "the demo uses its built-in configuration: --config, --set and HUBREVIEW_* settings do not apply"
+            );
+        }
         return demo(&args.dir).await;
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -169,7 +184,12 @@ pub struct Summary {
 
 impl Job {
     fn open_store(&self) -> Result<Store> {
-        let store = Store::open(&self.config.store.path).map_err(|e| Failure::internal(&e))?;
+        let store = Store::open(&self.config.store.path).map_err(|e| {
+            Failure::usage(format!(
+                "{}; check `store.path`",
+                crate::http::error_chain(&e)
+            ))
+        })?;
         let interrupted = store
             .fail_interrupted_runs()
             .map_err(|e| Failure::internal(&e))?;
@@ -189,6 +209,80 @@ impl Job {
                  token generated in Docker Hub's SSO and SCIM settings",
             )
         })
+    }
+
+    /// Checks, before anything is fetched, everything a run needs from its configuration
+    /// and the file system, and reports every problem at once.
+    fn preflight(&self, needs_scim: bool, needs_idp: bool) -> Result<()> {
+        let mut problems = Vec::new();
+        if needs_scim {
+            if self.secrets.scim_token.is_none() {
+                problems.push(
+                    "no SCIM token: set HUBREVIEW_SCIM_TOKEN (or HUBREVIEW_SCIM_TOKEN_FILE) to a \
+                     token generated in Docker Hub's SSO and SCIM settings"
+                        .to_owned(),
+                );
+            }
+            if let Some(token) = &self.secrets.scim_token {
+                if token.chars().any(|c| c.is_control()) {
+                    problems.push(
+                        "HUBREVIEW_SCIM_TOKEN holds a control character (a line break?); \
+                         set it to the token alone"
+                            .to_owned(),
+                    );
+                }
+            }
+            if let Err(e) = crate::http::check_url("scim.url", &self.config.scim.url) {
+                problems.push(e);
+            }
+        }
+        if needs_idp {
+            match &self.config.idp.file {
+                None => problems.push(
+                    "no IdP export: set `idp.file` (or HUBREVIEW_IDP_FILE) to the identity \
+                     provider's user export"
+                        .to_owned(),
+                ),
+                Some(path) if !path.is_file() => problems.push(format!(
+                    "`idp.file` = `{}` is not a readable file",
+                    path.display()
+                )),
+                Some(_) => {}
+            }
+            if let Some(path) = &self.config.activity.file {
+                if !path.is_file() {
+                    problems.push(format!(
+                        "`activity.file` = `{}` is not a readable file",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        for (key, path) in [
+            ("report.dir", &self.config.report.dir),
+            ("mail.outbox", &self.config.mail.outbox),
+        ] {
+            if path.exists() && !path.is_dir() {
+                problems.push(format!(
+                    "`{key}` = `{}` is a file, not a directory",
+                    path.display()
+                ));
+            }
+        }
+        if self.config.store.path.is_dir() {
+            problems.push(format!(
+                "`store.path` = `{}` is a directory; name the database file",
+                self.config.store.path.display()
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::usage(format!(
+                "cannot start:\n  - {}",
+                problems.join("\n  - ")
+            )))
+        }
     }
 
     /// Reads the IdP export and the activity export, before anything is fetched, so that
@@ -229,17 +323,18 @@ impl Job {
         drops: &[String],
         dry_run: bool,
     ) -> Result<Summary> {
-        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
+        let today = Utc::now().date_naive();
+        let as_of = as_of.unwrap_or(today);
+        if as_of > today {
+            warn!(%as_of, %today, "the review date is in the future");
+        }
+        self.preflight(true, true)?;
         let token = self.token()?;
-        crate::http::check_url("scim.url", &self.config.scim.url).map_err(Failure::usage)?;
         let (export, members) = self.read_inputs()?;
 
         let mut store = self.open_store()?;
         let run_id = store
             .begin_run("run", Some(as_of))
-            .map_err(|e| Failure::internal(&e))?;
-        store
-            .set_accepted_drops(run_id, drops)
             .map_err(|e| Failure::internal(&e))?;
         info!(run_id, %as_of, "run started");
 
@@ -322,18 +417,27 @@ impl Job {
             let previous = store
                 .latest_complete_snapshot()
                 .map_err(|e| Failure::internal(&e))?;
-            if let Some(previous) = previous {
-                let now = fetched.accounts.len() as u64;
-                if let Some(reason) = drop_guard(previous.accounts, now, &self.config) {
-                    if drops.iter().any(|d| d == "scim") {
-                        warn!(%reason, "size-drop guard overridden by --accept-drop scim");
-                    } else {
-                        fetched.completeness = Completeness::Incomplete {
-                            reason: format!(
-                                "{reason}; if this is real, rerun with --accept-drop scim"
-                            ),
-                        };
-                    }
+            let now = fetched.accounts.len() as u64;
+            let tripped = if now == 0 {
+                Some(
+                    "SCIM returned no users at all, and an organization has at least its owner"
+                        .to_owned(),
+                )
+            } else {
+                previous.and_then(|p| drop_guard(p.accounts, now, &self.config))
+            };
+            if let Some(reason) = tripped {
+                if drops.iter().any(|d| d == "scim") {
+                    warn!(%reason, "size-drop guard overridden by --accept-drop scim");
+                    // Recorded only when it let something through, so the report's
+                    // banner is never a false claim.
+                    store
+                        .set_accepted_drops(run_id, &["scim".to_owned()])
+                        .map_err(|e| Failure::internal(&e))?;
+                } else {
+                    fetched.completeness = Completeness::Incomplete {
+                        reason: format!("{reason}; if this is real, rerun with --accept-drop scim"),
+                    };
                 }
             }
         }
@@ -347,10 +451,8 @@ impl Job {
     fn report_step(&self, store: &Store, run_id: i64) -> Result<(ReportInput, Written)> {
         let run = load_run(store, run_id)?;
         let input = report_input(store, &run, &self.config)?;
-        let dir = match &run.report_dir {
-            Some(dir) => dir.clone(),
-            None => report_dir(store, &self.config.report.dir, &run)?,
-        };
+        // A report directory is evidence: it is never written twice.
+        let dir = report_dir(&self.config.report.dir, &run)?;
         let written = report::write(&dir, &input, self.config.report.html_rows)
             .map_err(|e| Failure::internal(&e))?;
         let manifest = written
@@ -415,14 +517,16 @@ impl Job {
 
     /// `hubreview snapshot`: a new run holding only a snapshot.
     async fn snapshot_only(&self, drops: &[String]) -> Result<Exit> {
+        if drops.iter().any(|d| d != "scim") {
+            return Err(Failure::usage(
+                "`snapshot` reads only SCIM: `--accept-drop scim` is the only guard it has",
+            ));
+        }
+        self.preflight(true, false)?;
         let token = self.token()?;
-        crate::http::check_url("scim.url", &self.config.scim.url).map_err(Failure::usage)?;
         let mut store = self.open_store()?;
         let run_id = store
             .begin_run("snapshot", None)
-            .map_err(|e| Failure::internal(&e))?;
-        store
-            .set_accepted_drops(run_id, drops)
             .map_err(|e| Failure::internal(&e))?;
         let (snapshot_id, completeness) =
             self.snapshot_step(&mut store, run_id, token, drops).await?;
@@ -436,8 +540,8 @@ impl Job {
             .finish_run(run_id, status, completeness.reason(), exit as i32)
             .map_err(|e| Failure::internal(&e))?;
         match completeness.reason() {
-            None => println!("run {run_id}: snapshot {snapshot_id} complete, {accounts} accounts"),
-            Some(reason) => println!(
+            None => say!("run {run_id}: snapshot {snapshot_id} complete, {accounts} accounts"),
+            Some(reason) => say!(
                 "run {run_id}: snapshot {snapshot_id} INCOMPLETE ({accounts} accounts received): {reason}"
             ),
         }
@@ -446,6 +550,7 @@ impl Job {
 
     /// `hubreview reconcile`: findings for a stored run's snapshot.
     fn reconcile_only(&self, run: Option<i64>, as_of: Option<NaiveDate>) -> Result<Exit> {
+        self.preflight(false, true)?;
         let (export, members) = self.read_inputs()?;
         let mut store = self.open_store()?;
         let run = match run {
@@ -476,6 +581,14 @@ impl Job {
                 ),
             ));
         }
+        if let Some(dir) = &run.report_dir {
+            return Err(Failure::usage(format!(
+                "run {} was already reported (`{}`); its findings stay as they were reported. \
+                 Start a new run with `hubreview run`, or `hubreview snapshot` then `reconcile`",
+                run.id,
+                dir.display()
+            )));
+        }
         let as_of = as_of
             .or(run.as_of)
             .unwrap_or_else(|| Utc::now().date_naive());
@@ -488,7 +601,7 @@ impl Job {
             as_of,
             &self.config,
         )?;
-        println!(
+        say!(
             "run {}: reconciled snapshot {snapshot_id} as of {as_of}: {}",
             run.id,
             counts_line(&outcome)
@@ -506,13 +619,31 @@ impl Job {
                 .map_err(|e| Failure::internal(&e))?
                 .ok_or_else(|| Failure::usage("the store holds no run with a snapshot yet"))?,
         };
-        let (_, written) = self.report_step(&store, run.id)?;
-        println!(
+        let snapshot_complete = run
+            .snapshot_id
+            .and_then(|id| store.snapshot(id).ok().flatten())
+            .is_some_and(|s| s.completeness.is_complete());
+        let reconciled = store
+            .outcome(run.id)
+            .map_err(|e| Failure::internal(&e))?
+            .is_some();
+        if snapshot_complete && !reconciled {
+            return Err(Failure::usage(format!(
+                "run {} has not been reconciled: run `hubreview reconcile --run {}` first",
+                run.id, run.id
+            )));
+        }
+        let (input, written) = self.report_step(&store, run.id)?;
+        say!(
             "run {}: report written to {}",
             run.id,
             written.html.display()
         );
-        Ok(Exit::Completed)
+        Ok(if input.status == "complete" {
+            Exit::Completed
+        } else {
+            Exit::Incomplete
+        })
     }
 
     /// `hubreview send`: delivers a stored run's report.
@@ -529,20 +660,27 @@ impl Job {
                     )
                 })?,
         };
-        if run.report_dir.is_none() {
+        let Some(dir) = &run.report_dir else {
             return Err(Failure::usage(format!(
                 "run {} has no report yet: run `hubreview report --run {}` first",
                 run.id, run.id
             )));
-        }
-        let (input, written) = self.report_step(&store, run.id)?;
+        };
+        // Send what was written, checked against its manifest; never a new rendering.
+        let written =
+            report::load(dir).map_err(|e| Failure::new(Exit::Incomplete, e.to_string()))?;
+        let input = report_input(&store, &run, &self.config)?;
         match self
             .send_step(&store, run.id, &input, &written, dry_run)
             .await
         {
             Ok(delivery) => {
-                println!("run {}: {}", run.id, delivery_line(&delivery));
-                Ok(Exit::Completed)
+                say!("run {}: {}", run.id, delivery_line(&delivery));
+                Ok(if input.status == "complete" {
+                    Exit::Completed
+                } else {
+                    Exit::Incomplete
+                })
             }
             Err(e) => {
                 eprintln!("error: delivery failed: {e}");
@@ -556,12 +694,19 @@ impl Job {
         let store = self.open_store()?;
         let runs = store.runs(limit).map_err(|e| Failure::internal(&e))?;
         if runs.is_empty() {
-            println!("no runs in `{}` yet", self.config.store.path.display());
+            say!("no runs in `{}` yet", self.config.store.path.display());
             return Ok(Exit::Completed);
         }
-        println!(
+        say!(
             "{:>5}  {:<20}  {:<10}  {:<9}  {:<10}  {:<9}  {:>8}  {:>8}  report",
-            "run", "started (UTC)", "as of", "command", "status", "stage", "accounts", "findings"
+            "run",
+            "started (UTC)",
+            "as of",
+            "command",
+            "status",
+            "stage",
+            "accounts",
+            "findings"
         );
         for run in &runs {
             let snapshot = run
@@ -573,7 +718,7 @@ impl Job {
                 .flatten()
                 .map(|o| open_total(&o).to_string())
                 .unwrap_or_else(|| "-".into());
-            println!(
+            say!(
                 "{:>5}  {:<20}  {:<10}  {:<9}  {:<10}  {:<9}  {:>8}  {:>8}  {}",
                 run.id,
                 run.started_at.format("%Y-%m-%d %H:%M:%S"),
@@ -593,17 +738,22 @@ impl Job {
                     .unwrap_or_default()
             );
             if let Some(reason) = &run.reason {
-                println!("       reason: {reason}");
+                say!("       reason: {reason}");
             }
         }
         let snapshots = store.snapshots(limit).map_err(|e| Failure::internal(&e))?;
-        println!();
-        println!(
+        say!("");
+        say!(
             "{:>8}  {:>5}  {:<20}  {:<10}  {:>8}  {:>6}  reason",
-            "snapshot", "run", "taken (UTC)", "status", "accounts", "active"
+            "snapshot",
+            "run",
+            "taken (UTC)",
+            "status",
+            "accounts",
+            "active"
         );
         for s in snapshots {
-            println!(
+            say!(
                 "{:>8}  {:>5}  {:<20}  {:<10}  {:>8}  {:>6}  {}",
                 s.id,
                 s.run_id,
@@ -680,17 +830,17 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
         progress: true,
     };
 
-    println!(
+    say!(
         "demo: SCIM server for the demo organization on {}",
         server.base_url()
     );
-    println!("demo: snapshot of the organization a week before the review");
+    say!("demo: snapshot of the organization a week before the review");
     let exit = job.snapshot_only(&[]).await?;
     if exit != Exit::Completed {
         return Ok(exit);
     }
     server.set_users(demo::demo_current());
-    println!("demo: the review, as of {as_of}");
+    say!("demo: the review, as of {as_of}");
     let summary = job.run_job(Some(as_of), &[], false).await?;
     print_summary(&job.config, &summary);
     server.shutdown().await;
@@ -728,16 +878,23 @@ fn reconcile_step(
     let accounts = store
         .accounts(snapshot_id)
         .map_err(|e| Failure::internal(&e))?;
-    let previous = match store
+    let previous_row = store
         .previous_complete_snapshot(snapshot_id)
-        .map_err(|e| Failure::internal(&e))?
-    {
+        .map_err(|e| Failure::internal(&e))?;
+    let previous = match &previous_row {
         Some(s) => Some(store.accounts(s.id).map_err(|e| Failure::internal(&e))?),
         None => None,
     };
     let outcome = reconcile::reconcile(&Inputs {
         accounts: &accounts,
         previous: previous.as_deref(),
+        previous_snapshot: previous_row.map(|s| {
+            format!(
+                "snapshot {} taken {}",
+                s.id,
+                s.taken_at.format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        }),
         people: &export.people,
         members: members.map(|m| m.members.as_slice()),
         review: &config.review,
@@ -746,7 +903,7 @@ fn reconcile_step(
     .map_err(|e| Failure::internal(&e))?;
 
     let idp_input = InputFile {
-        path: export.path.clone(),
+        path: std::path::absolute(&export.path).unwrap_or_else(|_| export.path.clone()),
         format: export.format.as_str().to_owned(),
         sha256: export.sha256.clone(),
         rows: export.rows as u64,
@@ -756,7 +913,7 @@ fn reconcile_step(
         .map_err(|e| Failure::internal(&e))?;
     if let Some(m) = members {
         let input = InputFile {
-            path: m.path.clone(),
+            path: std::path::absolute(&m.path).unwrap_or_else(|_| m.path.clone()),
             format: m.format.clone(),
             sha256: m.sha256.clone(),
             rows: m.members.len() as u64,
@@ -840,21 +997,27 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
     })
 }
 
-/// `<report.dir>/<YYYYMMDDTHHMMSSZ>/` from the run's start, made unique if another run
-/// started in the same second.
-fn report_dir(store: &Store, base: &Path, run: &RunRow) -> Result<PathBuf> {
+/// `<report.dir>/<YYYYMMDDTHHMMSSZ>/` from the run's start, as an absolute path. A name
+/// already on disk (another run in the same second, or this run's earlier rendering) gets
+/// `-run<ID>`, then `-run<ID>-<N>`: a report directory is never written twice.
+fn report_dir(base: &Path, run: &RunRow) -> Result<PathBuf> {
+    let base = std::path::absolute(base)
+        .map_err(|e| Failure::usage(format!("`report.dir` = `{}`: {e}", base.display())))?;
     let stamp = run.started_at.format("%Y%m%dT%H%M%SZ").to_string();
-    let dir = base.join(&stamp);
-    let taken = store
-        .runs(1000)
-        .map_err(|e| Failure::internal(&e))?
-        .iter()
-        .any(|r| r.id != run.id && r.report_dir.as_deref() == Some(dir.as_path()));
-    if taken || (dir.exists() && run.report_dir.is_none()) {
-        Ok(base.join(format!("{stamp}-run{}", run.id)))
-    } else {
-        Ok(dir)
+    let candidates = std::iter::once(stamp.clone())
+        .chain(std::iter::once(format!("{stamp}-run{}", run.id)))
+        .chain((2..).map(|n| format!("{stamp}-run{}-{n}", run.id)));
+    for name in candidates.take(1000) {
+        let dir = base.join(name);
+        if !dir.exists() {
+            return Ok(dir);
+        }
     }
+    Err(Failure::usage(format!(
+        "`report.dir` = `{}`: no free directory name for run {}",
+        base.display(),
+        run.id
+    )))
 }
 
 fn open_total(outcome: &Outcome) -> usize {
@@ -887,7 +1050,7 @@ fn delivery_line(delivery: &Delivery) -> String {
 pub fn print_summary(config: &Config, summary: &Summary) {
     let org = &config.report.organization;
     match &summary.reason {
-        None => println!(
+        None => say!(
             "run {}{}: complete, {} accounts",
             summary.run_id,
             if org.is_empty() {
@@ -897,7 +1060,7 @@ pub fn print_summary(config: &Config, summary: &Summary) {
             },
             summary.accounts
         ),
-        Some(reason) => println!(
+        Some(reason) => say!(
             "run {}: INCOMPLETE, nothing was reconciled: {reason}",
             summary.run_id
         ),
@@ -908,10 +1071,10 @@ pub fn print_summary(config: &Config, summary: &Summary) {
                 Some(n) => n.to_string(),
                 None => "not evaluated".into(),
             };
-            println!("  {:<20} {count}", kind.as_str());
+            say!("  {:<20} {count}", kind.as_str());
         }
         let seats = &outcome.seats;
-        println!(
+        say!(
             "  seats: {} in use{}, {} reclaimable{}",
             seats.in_use,
             seats
@@ -926,11 +1089,11 @@ pub fn print_summary(config: &Config, summary: &Summary) {
         );
     }
     if let Some(report) = &summary.report {
-        println!("report: {}", report.html.display());
+        say!("report: {}", report.html.display());
     }
     match &summary.delivery {
-        Some(Ok(d)) => println!("{}", delivery_line(d)),
-        Some(Err(e)) => println!("delivery FAILED: {e}"),
+        Some(Ok(d)) => say!("{}", delivery_line(d)),
+        Some(Err(e)) => say!("delivery FAILED: {e}"),
         None => {}
     }
 }

@@ -323,3 +323,157 @@ async fn a_wrong_token_says_what_to_check_and_never_echoes_the_token() {
     let store = std::fs::read(tmp.path().join("store/hubreview.db")).unwrap();
     assert!(!store.windows(secret.len()).any(|w| w == secret.as_bytes()));
 }
+
+// Regression: a SCIM answer with no users at all was a "complete" snapshot with every
+// count zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_organization_is_refused_unless_accepted() {
+    let server = demo::start(vec![], options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("gone@testorg.example".into(), "SUSPENDED")]);
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let config = config.to_str().unwrap();
+    let env = [("HUBREVIEW_SCIM_TOKEN", TOKEN)];
+
+    let out = hubreview(tmp.path(), &["--config", config, "run"], &env).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("no users at all"), "{}", text(&out.stdout));
+
+    let out =
+        hubreview(tmp.path(), &["--config", config, "run", "--accept-drop", "scim"], &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dirs = report_dirs(&tmp.path().join("reports"));
+    let summary = read_json(&dirs.last().unwrap().join("summary.json"));
+    assert_eq!(summary["accepted_drops"], serde_json::json!(["scim"]));
+}
+
+// Regression: `--accept-drop` was recorded (and bannered in the report) although no
+// guard had tripped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_drop_is_recorded_only_when_a_guard_tripped() {
+    let (accounts, people) = organization();
+    let server = demo::start(accounts, options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &people);
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "run", "--accept-drop", "scim"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dirs = report_dirs(&tmp.path().join("reports"));
+    let summary = read_json(&dirs[0].join("summary.json"));
+    assert_eq!(summary["accepted_drops"], serde_json::json!([]));
+}
+
+// Regression: re-running `reconcile` or `report` on a run that was already reported
+// rewrote the evidence in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_run_is_never_rewritten_and_send_checks_the_manifest() {
+    let (accounts, people) = organization();
+    let server = demo::start(accounts, options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &people);
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let config = config.to_str().unwrap();
+    let env = [("HUBREVIEW_SCIM_TOKEN", TOKEN)];
+
+    let out = hubreview(tmp.path(), &["--config", config, "run"], &env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first = report_dirs(&tmp.path().join("reports"));
+    let before = std::fs::read(first[0].join("summary.json")).unwrap();
+
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config, "reconcile", "--run", "1", "--as-of", "2020-01-01"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("already reported"), "{}", text(&out.stderr));
+
+    let out = hubreview(tmp.path(), &["--config", config, "report", "--run", "1"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = report_dirs(&tmp.path().join("reports"));
+    assert_eq!(after.len(), 2, "a second directory: {after:?}");
+    assert_eq!(std::fs::read(first[0].join("summary.json")).unwrap(), before);
+
+    // Tamper with the newest report: send refuses it.
+    std::fs::write(after[1].join("findings.csv"), "kind\n").unwrap();
+    let out = hubreview(tmp.path(), &["--config", config, "send", "--run", "1"], &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("findings.csv changed"), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_refuses_a_run_that_was_not_reconciled() {
+    let server = demo::start(users(3), options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("user0000@testorg.example".into(), "ACTIVE")]);
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let config = config.to_str().unwrap();
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config, "snapshot"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = hubreview(tmp.path(), &["--config", config, "report"], &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("reconcile --run 1"), "{}", text(&out.stderr));
+}
+
+// Regression: `hubreview history | head -1` panicked on the closed pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_into_a_closed_pipe_does_not_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.toml");
+    std::fs::write(&config, "[store]\npath = \"s.db\"\n").unwrap();
+    let script = format!(
+        "'{}' --config '{}' history | head -c 0; exit ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_hubreview"),
+        config.display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash").arg("-c").arg(script).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+}
+
+// Regression: a bad `mail.to`, a store path that is a directory and a report directory
+// that is a file were found only after the fetch (exit 4 or 3, nothing in the outbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_paths_and_addresses_fail_before_anything_is_fetched() {
+    let server = demo::start(users(3), options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("user0000@testorg.example".into(), "ACTIVE")]);
+    std::fs::write(tmp.path().join("reports"), "not a directory").unwrap();
+    std::fs::create_dir_all(tmp.path().join("store/hubreview.db")).unwrap();
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "--set", "mail.to=not-an-address", "run"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("`mail.to`"), "{stderr}");
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "run"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("`report.dir`"), "{stderr}");
+    assert!(stderr.contains("`store.path`"), "{stderr}");
+    assert!(server.request_log().is_empty(), "nothing fetched");
+}
