@@ -169,6 +169,15 @@ pub struct MailConfig {
     pub from: Option<String>,
     #[serde(deserialize_with = "one_or_many")]
     pub to: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    /// A PEM CA certificate trusted for the relay, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Allows `tls = "none"` to a relay that is not loopback.
+    pub insecure: bool,
+    /// Largest message sent as is; larger ones get their attachments zipped, then dropped.
+    pub max_bytes: u64,
     pub outbox: PathBuf,
     pub timeout_secs: u64,
 }
@@ -182,6 +191,11 @@ impl Default for MailConfig {
             username: None,
             from: None,
             to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: None,
+            ca_file: None,
+            insecure: false,
+            max_bytes: crate::mail::DEFAULT_MAX_BYTES,
             outbox: PathBuf::from("outbox"),
             timeout_secs: 30,
         }
@@ -230,6 +244,7 @@ enum KeyType {
     Path,
     Integer,
     Float,
+    Bool,
     List,
 }
 
@@ -267,6 +282,11 @@ const KEYS: &[(&str, KeyType)] = &[
     ("mail.username", KeyType::Text),
     ("mail.from", KeyType::Text),
     ("mail.to", KeyType::List),
+    ("mail.cc", KeyType::List),
+    ("mail.reply_to", KeyType::Text),
+    ("mail.ca_file", KeyType::Path),
+    ("mail.insecure", KeyType::Bool),
+    ("mail.max_bytes", KeyType::Integer),
     ("mail.outbox", KeyType::Path),
     ("mail.timeout_secs", KeyType::Integer),
 ];
@@ -460,13 +480,7 @@ impl Config {
         {
             problems.push("`review.seat_price` must be a positive number".into());
         }
-        if let Some(tls) = &self.mail.tls {
-            if !["starttls", "implicit", "none"].contains(&tls.as_str()) {
-                problems.push(format!(
-                    "`mail.tls` = `{tls}`: must be `starttls`, `implicit` or `none`"
-                ));
-            }
-        }
+        problems.extend(crate::mail::config_problems(&self.mail));
         if self.report.html_rows == 0 {
             problems.push("`report.html_rows` must be at least 1".into());
         }
@@ -553,6 +567,14 @@ fn set(
             Ok(n) => toml::Value::Float(n),
             Err(_) => {
                 problems.push(format!("{source} = `{text}`: expected a number"));
+                return;
+            }
+        },
+        KeyType::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => toml::Value::Boolean(true),
+            "false" | "no" | "0" => toml::Value::Boolean(false),
+            _ => {
+                problems.push(format!("{source} = `{text}`: expected true or false"));
                 return;
             }
         },
