@@ -718,6 +718,21 @@ mod tests {
     }
 
     #[test]
+    fn a_true_or_false_key_reads_from_the_environment_and_refuses_anything_else() {
+        let (c, _) = Config::load(None, &env(&[("HUBREVIEW_MAIL_INSECURE", "true")]), &[]).unwrap();
+        assert!(c.mail.insecure);
+        let (c, _) = Config::load(None, &[], &["mail.insecure=no".into()]).unwrap();
+        assert!(!c.mail.insecure);
+        let err = Config::load(None, &env(&[("HUBREVIEW_MAIL_INSECURE", "maybe")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HUBREVIEW_MAIL_INSECURE = `maybe`: expected true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn mail_to_takes_one_address_or_a_list() {
         let (_d, path) = file("[mail]\nto = \"a@x.example\"\n");
         let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();

@@ -158,6 +158,12 @@ pub enum MailError {
     )]
     Tls { relay: String, cause: String },
     #[error(
+        "the smtp relay `{relay}` answered in plain text where `mail.tls` = `implicit` expects \
+         a tls handshake; it most likely wants STARTTLS (usually port 587): set `mail.tls` to \
+         `starttls`"
+    )]
+    PlainTextGreeting { relay: String },
+    #[error(
         "the smtp relay `{relay}` does not offer STARTTLS, which `mail.tls` requires, so \
          nothing was sent (it offers {offered}); if it expects tls from the first byte \
          (usually port 465), set `mail.tls` to `implicit`"
@@ -1718,6 +1724,165 @@ mod tests {
             .unwrap_err();
 
         assert!(matches!(error, MailError::NoRecipients { .. }), "{error}");
+    }
+
+    #[test]
+    fn cc_and_reply_to_come_from_the_config() {
+        let mut cfg = config(&["reviewers@acme.example"]);
+        cfg.cc = vec!["Auditors <auditors@acme.example>".to_string()];
+        cfg.reply_to = Some("access-reviews@acme.example".to_string());
+
+        let (_dir, message) = build(&cfg, &complete_input());
+
+        let parsed = Parsed::new(&formatted(&message));
+        assert_eq!(
+            parsed.header("cc").unwrap(),
+            "Auditors <auditors@acme.example>"
+        );
+        assert_eq!(
+            parsed.header("reply-to").unwrap(),
+            "access-reviews@acme.example"
+        );
+        let envelope: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            envelope,
+            ["reviewers@acme.example", "auditors@acme.example"]
+        );
+    }
+
+    #[test]
+    fn a_message_over_max_bytes_gets_its_files_zipped_then_left_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = complete_input();
+        let written = report::write(&dir.path().join("run"), &input, 500).unwrap();
+        let mut cfg = config(&["reviewers@acme.example"]);
+        let full = build_message(&cfg, &input, &written)
+            .unwrap()
+            .formatted()
+            .len() as u64;
+        let zipped = build_form(&cfg, &input, &written, Form::Zip, Some("note"))
+            .unwrap()
+            .formatted()
+            .len() as u64;
+        assert!(zipped < full, "{zipped} < {full}");
+
+        let table = [
+            (full, Form::Files),
+            (full - 1, Form::Zip),
+            (zipped + 2000, Form::Zip),
+            (zipped / 2, Form::Summary),
+        ];
+        for (max_bytes, expected) in table {
+            cfg.max_bytes = max_bytes;
+
+            let (form, note, message) =
+                build_fitting(&cfg, &input, &written, Form::Files, None).unwrap();
+
+            assert_eq!(form, expected, "max_bytes {max_bytes}");
+            let raw = formatted(&message);
+            let parsed = Parsed::new(&raw);
+            let names = attachment_names(&parsed);
+            match form {
+                Form::Files => {
+                    assert_eq!(note, None);
+                    assert_eq!(names[0], "report.html");
+                }
+                Form::Zip => {
+                    assert_eq!(names, ["report.zip"]);
+                    let note = note.unwrap();
+                    assert!(note.contains("over the limit of"), "{note}");
+                    assert!(note.contains("(`mail.max_bytes`)"), "{note}");
+                }
+                Form::Summary => {
+                    assert!(names.is_empty(), "{names:?}");
+                    let note = note.unwrap();
+                    assert!(note.contains("even with the report files zipped"), "{note}");
+                    assert!(
+                        note.contains(&format!("The full report is in {}", written.dir.display())),
+                        "{note}"
+                    );
+                    let text = &parsed.parts()[0].parts()[0];
+                    assert!(text.body.contains("The report files are not attached"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_mail_problem_in_the_config_is_named_at_once() {
+        let cfg = MailConfig {
+            smtp_host: Some("mail.acme.example".to_string()),
+            tls: Some("none".to_string()),
+            from: Some("not an address".to_string()),
+            cc: vec!["also not".to_string()],
+            reply_to: Some("nor this".to_string()),
+            ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+            max_bytes: 100,
+            ..MailConfig::default()
+        };
+
+        let problems = config_problems(&cfg);
+
+        let text = problems.join("\n");
+        for expected in [
+            "`mail.from` = `not an address`",
+            "`mail.cc` = `also not`",
+            "`mail.reply_to` = `nor this`",
+            "`mail.tls` = `none` would send the report unencrypted",
+            "/nonexistent/ca.pem",
+            "`mail.max_bytes` = 100",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(problems.len(), 6, "{text}");
+        assert!(config_problems(&MailConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn an_undelivered_report_names_the_error_and_where_the_message_was_kept() {
+        let undelivered = Undelivered {
+            error: MailError::Send {
+                relay: "mail.acme.example:587".to_string(),
+                code: Some(451),
+                cause: "try later".to_string(),
+            },
+            outbox: Some(Ok(PathBuf::from("outbox/run-7.eml"))),
+        };
+
+        assert_eq!(undelivered.method(), "smtp");
+        assert_eq!(
+            undelivered.to_string(),
+            "cannot send the review mail through `mail.acme.example:587`: try later; message \
+             saved to `outbox/run-7.eml`"
+        );
+        let unbuilt = Undelivered {
+            error: MailError::Build {
+                cause: "x".to_string(),
+            },
+            outbox: None,
+        };
+        assert_eq!(unbuilt.method(), "build");
+    }
+
+    #[test]
+    fn notes_are_wrapped_at_spaces_and_keep_long_words_whole() {
+        let long = "x".repeat(90);
+        let text = format!("one two three {long} four");
+
+        assert_eq!(wrap(&text, 10), format!("one two\nthree\n{long}\nfour"));
+        assert_eq!(wrap("", 10), "");
+    }
+
+    #[test]
+    fn sizes_are_shown_in_binary_units() {
+        assert_eq!(human_bytes(900), "900 bytes");
+        assert_eq!(human_bytes(40_000), "39.1 KiB");
+        assert_eq!(human_bytes(DEFAULT_MAX_BYTES), "10.0 MiB");
     }
 
     #[test]

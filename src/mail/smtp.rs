@@ -444,6 +444,12 @@ async fn ehlo(
 
 fn connect_error(relay: &str, tls: TlsMode, error: &lettre::transport::smtp::Error) -> MailError {
     let cause = error_chain(error);
+    // A relay that greets in plain text where a TLS handshake was expected.
+    if tls == TlsMode::Implicit && cause.contains("InvalidContentType") {
+        return MailError::PlainTextGreeting {
+            relay: relay.to_string(),
+        };
+    }
     if error.is_tls() {
         MailError::Tls {
             relay: relay.to_string(),

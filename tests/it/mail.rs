@@ -928,3 +928,58 @@ async fn an_incomplete_run_sends_a_failure_notice_instead_of_the_report() {
         .collect();
     assert_eq!(names, ["summary.json"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_to_a_starttls_relay_fails_at_once_and_says_to_check_mail_tls() {
+    let relay = Relay::start(RelayOptions::new(Tls::Starttls));
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, config) = organization(tmp.path(), 20, 20, &relay.mail_config("implicit")).await;
+
+    let out = run(tmp.path(), &config, &RUN, &[]).await;
+
+    let detail = assert_kept_after_failure(tmp.path(), &out, &relay);
+    assert!(
+        detail.contains("answered in plain text")
+            && detail.contains("set `mail.tls` to `starttls`"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_to_an_implicit_tls_relay_gives_up_after_the_timeout_and_says_to_check_mail_tls() {
+    let relay = Relay::start(RelayOptions::new(Tls::Implicit));
+    let tmp = tempfile::tempdir().unwrap();
+    let mail = relay
+        .mail_config("starttls")
+        .replace("timeout_secs = 10", "timeout_secs = 2");
+    let (_server, config) = organization(tmp.path(), 20, 20, &mail).await;
+
+    let out = run(tmp.path(), &config, &RUN, &[]).await;
+
+    let detail = assert_kept_after_failure(tmp.path(), &out, &relay);
+    assert!(
+        detail.contains("did not answer within 2 s") && detail.contains("`implicit` for 465"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_certificate_from_a_ca_not_in_ca_file_is_refused() {
+    let relay = Relay::start(RelayOptions::new(Tls::Starttls));
+    let tmp = tempfile::tempdir().unwrap();
+    let mail: String = relay
+        .mail_config("starttls")
+        .lines()
+        .filter(|line| !line.starts_with("ca_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let (_server, config) = organization(tmp.path(), 20, 20, &mail).await;
+
+    let out = run(tmp.path(), &config, &RUN, &[]).await;
+
+    let detail = assert_kept_after_failure(tmp.path(), &out, &relay);
+    assert!(
+        detail.contains("UnknownIssuer") && detail.contains("mail.ca_file"),
+        "{detail}"
+    );
+}
