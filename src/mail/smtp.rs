@@ -1,7 +1,8 @@
 //! One SMTP session with the configured relay: connect with the TLS mode that `mail.tls`
 //! names (STARTTLS is required when asked for, never skipped), read what the relay
 //! offers, authenticate when a username is set (never falling back to sending without),
-//! then send. Every step has the `mail.timeout_secs` deadline.
+//! then send. Every step has the `mail.timeout_secs` deadline; sending the message gets a
+//! second more per 64 KiB.
 //!
 //! lettre's pooled transport hides the relay's EHLO reply; this module drives lettre's
 //! connection itself so that an error can say what the relay offered, and so that a
@@ -23,6 +24,9 @@ use lettre::transport::smtp::extension::ClientId;
 use super::MailError;
 use crate::config::MailConfig;
 use crate::report::error_chain;
+
+/// The slowest upload a send allows for, on top of `mail.timeout_secs`.
+const UPLOAD_BYTES_PER_SEC: u64 = 64 * 1024;
 
 /// The mechanisms hubreview authenticates with, in order of preference.
 const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
@@ -379,10 +383,12 @@ impl Session {
     #[tracing::instrument(skip_all, fields(relay = %self.relay))]
     pub(crate) async fn send(&mut self, message: &Message) -> Result<(), MailError> {
         let bytes = message.formatted();
+        // A large message needs longer on a slow link: one more second per 64 KiB.
+        let upload = Duration::from_secs(bytes.len() as u64 / UPLOAD_BYTES_PER_SEC);
         let sent = deadline(
             &self.relay,
             "sending the message",
-            self.timeout,
+            self.timeout + upload,
             self.connection.send(message.envelope(), &bytes),
         )
         .await?;

@@ -378,7 +378,7 @@ async fn a_run_sends_the_report_over_starttls_with_auth_and_every_part_arrives_i
     let out = run(
         tmp.path(),
         &config,
-        &RUN,
+        &["-vv", "run", "--as-of", "2026-11-30"],
         &[("HUBREVIEW_SMTP_PASSWORD", PASSWORD)],
     )
     .await;
@@ -389,6 +389,12 @@ async fn a_run_sends_the_report_over_starttls_with_auth_and_every_part_arrives_i
             .contains(&format!("report sent through 127.0.0.1:{}", relay.port)),
         "{out}"
     );
+    assert!(
+        out.stderr.contains("smtp connection test passed")
+            && out.stderr.contains("authenticated with"),
+        "the relay's reply to the test is logged: {out}"
+    );
+    assert!(!out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD));
     let received = relay.received();
     assert_eq!(received.len(), 1);
     let (raw, envelope) = &received[0];
