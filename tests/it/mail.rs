@@ -989,3 +989,18 @@ async fn a_relay_certificate_from_a_ca_not_in_ca_file_is_refused() {
         "{detail}"
     );
 }
+
+#[test]
+fn only_the_ring_crypto_provider_is_compiled_in() {
+    // Two rustls providers make rustls panic at run time when lettre or reqwest first
+    // builds a TLS config; `run::main` installs ring for both.
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+    for package in ["aws-lc-rs", "aws-lc-sys", "aws-lc-fips-sys"] {
+        assert!(
+            !lock.contains(&format!("name = \"{package}\"")),
+            "Cargo.lock pulls {package}: find the dependency with `cargo tree -i {package}` and \
+             switch it to ring"
+        );
+    }
+    assert!(lock.contains("name = \"ring\""));
+}
