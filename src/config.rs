@@ -169,6 +169,15 @@ pub struct MailConfig {
     pub from: Option<String>,
     #[serde(deserialize_with = "one_or_many")]
     pub to: Vec<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    /// A PEM CA certificate trusted for the relay, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Allows `tls = "none"` to a relay that is not loopback.
+    pub insecure: bool,
+    /// Largest message sent as is; larger ones get their attachments zipped, then dropped.
+    pub max_bytes: u64,
     pub outbox: PathBuf,
     pub timeout_secs: u64,
 }
@@ -182,6 +191,11 @@ impl Default for MailConfig {
             username: None,
             from: None,
             to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: None,
+            ca_file: None,
+            insecure: false,
+            max_bytes: crate::mail::DEFAULT_MAX_BYTES,
             outbox: PathBuf::from("outbox"),
             timeout_secs: 30,
         }
@@ -230,6 +244,7 @@ enum KeyType {
     Path,
     Integer,
     Float,
+    Bool,
     List,
 }
 
@@ -267,6 +282,11 @@ const KEYS: &[(&str, KeyType)] = &[
     ("mail.username", KeyType::Text),
     ("mail.from", KeyType::Text),
     ("mail.to", KeyType::List),
+    ("mail.cc", KeyType::List),
+    ("mail.reply_to", KeyType::Text),
+    ("mail.ca_file", KeyType::Path),
+    ("mail.insecure", KeyType::Bool),
+    ("mail.max_bytes", KeyType::Integer),
     ("mail.outbox", KeyType::Path),
     ("mail.timeout_secs", KeyType::Integer),
 ];
@@ -484,31 +504,7 @@ impl Config {
         {
             problems.push("`review.seat_price` must be a positive number".into());
         }
-        if let Some(tls) = &self.mail.tls {
-            if !["starttls", "implicit", "none"].contains(&tls.as_str()) {
-                problems.push(format!(
-                    "`mail.tls` = `{tls}`: must be `starttls`, `implicit` or `none`"
-                ));
-            }
-        }
-        for (key, address) in self
-            .mail
-            .from
-            .iter()
-            .map(|a| ("mail.from", a))
-            .chain(self.mail.to.iter().map(|a| ("mail.to", a)))
-        {
-            if let Err(e) = address.parse::<lettre::message::Mailbox>() {
-                problems.push(format!(
-                    "`{key}` = `{}`: not an email address ({e})",
-                    address.escape_debug()
-                ));
-            }
-        }
-        if self.mail.smtp_host.is_some() && self.mail.to.is_empty() {
-            problems
-                .push("`mail.smtp_host` is set but `mail.to` is empty: name the reviewers".into());
-        }
+        problems.extend(crate::mail::config_problems(&self.mail));
         if self.report.html_rows == 0 {
             problems.push("`report.html_rows` must be at least 1".into());
         }
@@ -626,6 +622,7 @@ fn check_types(table: &mut toml::Table, problems: &mut Vec<String>) {
                 Some(format!("`{key}` = {n}: must not be negative"))
             }
             (KeyType::Float, toml::Value::Float(_) | toml::Value::Integer(_)) => None,
+            (KeyType::Bool, toml::Value::Boolean(_)) => None,
             (KeyType::List, toml::Value::String(_)) => None,
             (KeyType::List, toml::Value::Array(items)) if items.iter().all(|i| i.is_str()) => None,
             (kind, other) => Some(format!(
@@ -634,6 +631,7 @@ fn check_types(table: &mut toml::Table, problems: &mut Vec<String>) {
                     KeyType::Text | KeyType::Path => "a string",
                     KeyType::Integer => "a whole number",
                     KeyType::Float => "a number",
+                    KeyType::Bool => "true or false",
                     KeyType::List => "a string or a list of strings",
                 }
             )),
@@ -705,6 +703,14 @@ fn set(
             Ok(n) => toml::Value::Float(n),
             Err(_) => {
                 problems.push(format!("{source} = `{text}`: expected a number"));
+                return;
+            }
+        },
+        KeyType::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => toml::Value::Boolean(true),
+            "false" | "no" | "0" => toml::Value::Boolean(false),
+            _ => {
+                problems.push(format!("{source} = `{text}`: expected true or false"));
                 return;
             }
         },
@@ -841,6 +847,21 @@ mod tests {
         let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();
         assert_eq!(c.idp.file.unwrap(), dir.path().join("okta.csv"));
         assert_eq!(c.store.path, std::path::PathBuf::from("/abs/x.db"));
+    }
+
+    #[test]
+    fn a_true_or_false_key_reads_from_the_environment_and_refuses_anything_else() {
+        let (c, _) = Config::load(None, &env(&[("HUBREVIEW_MAIL_INSECURE", "true")]), &[]).unwrap();
+        assert!(c.mail.insecure);
+        let (c, _) = Config::load(None, &[], &["mail.insecure=no".into()]).unwrap();
+        assert!(!c.mail.insecure);
+        let err = Config::load(None, &env(&[("HUBREVIEW_MAIL_INSECURE", "maybe")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HUBREVIEW_MAIL_INSECURE = `maybe`: expected true or false"),
+            "{err}"
+        );
     }
 
     #[test]

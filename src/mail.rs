@@ -1,24 +1,28 @@
 //! The deliver step: builds the review mail (a text and HTML summary with the report
-//! attached, or a short failure notice for an incomplete run) and sends it through SMTP
-//! with lettre, or writes it as an `.eml` file to the outbox when no relay is configured
-//! or sending failed.
+//! attached, or a short failure notice for an incomplete run) and sends it through SMTP,
+//! or writes it as an `.eml` file to the outbox when no relay is configured, on
+//! `--dry-run`, or when sending failed.
+//!
+//! A message over `mail.max_bytes` gets its attachments zipped, and when that is still
+//! too large, it carries the summary alone and says where the report is. A relay that
+//! refuses the message as too large (552) gets the same treatment, one step at a time.
 //!
 //! Names and reasons reach the mail only through lettre's header encoding and the
 //! autoescaped `*.html` templates. The SMTP password never reaches a log or an error.
 //!
 //! Without `mail.to`, the message is addressed `To: undisclosed-recipients:;` (an empty
-//! RFC 5322 group): it can go to the outbox, but [`deliver`] refuses to send it.
+//! RFC 5322 group): it can go to the outbox, but it is never sent.
 
-use std::net::IpAddr;
+mod smtp;
+mod zip;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::Utc;
+use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::extension::ClientId;
 use serde::Serialize;
 use tera::{Context, Tera};
 use thiserror::Error;
@@ -26,12 +30,22 @@ use thiserror::Error;
 use crate::config::{MailConfig, Secrets};
 use crate::reconcile::Kind;
 use crate::report::{self, ReportInput, Written, count_label, error_chain};
+use smtp::{RelaySettings, Session};
 
 /// The sender when `mail.from` is not set.
 pub const DEFAULT_FROM: &str = "hubreview@localhost";
 
 /// The `To` header of a message built without recipients.
 pub const NO_RECIPIENTS: &str = "undisclosed-recipients:;";
+
+/// `mail.max_bytes` when not set: 10 MiB, a common relay limit.
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The smallest `mail.max_bytes` accepted: a summary alone needs about this much.
+const MIN_MAX_BYTES: u64 = 16 * 1024;
+
+/// The name of the archive that carries the report files in [`Form::Zip`].
+pub const ZIP_NAME: &str = "report.zip";
 
 /// Longest reason shown in the subject of a failure notice, in characters.
 const SUBJECT_REASON_CHARS: usize = 80;
@@ -51,6 +65,35 @@ pub enum Delivery {
     Outbox { path: PathBuf },
 }
 
+/// How the report files travel with the message, from the fullest to the smallest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Form {
+    /// Each file attached as it is.
+    Files,
+    /// The files deflated into one `report.zip`.
+    Zip,
+    /// Nothing attached: the summary says where the report is.
+    Summary,
+}
+
+impl Form {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::Files => "files",
+            Form::Zip => "zip",
+            Form::Summary => "summary",
+        }
+    }
+
+    fn smaller(self) -> Option<Form> {
+        match self {
+            Form::Files => Some(Form::Zip),
+            Form::Zip => Some(Form::Summary),
+            Form::Summary => None,
+        }
+    }
+}
+
 /// Why a mail could not be built or delivered. Messages name the relay and carry its
 /// reply where there is one; they never carry the SMTP password.
 #[derive(Debug, Error)]
@@ -68,21 +111,97 @@ pub enum MailError {
     },
     #[error("cannot attach `{}` to the review mail: {cause}", path.display())]
     Attachment { path: PathBuf, cause: String },
+    #[error("cannot zip the report files for the review mail: {0}")]
+    Zip(#[from] zip::ZipError),
     #[error("cannot build the review mail: {cause}")]
     Build { cause: String },
     #[error("cannot write `{}`: {cause}", path.display())]
     Outbox { path: PathBuf, cause: String },
     #[error("`mail.tls` = `{value}` is not one of `starttls`, `implicit`, `none`")]
     TlsMode { value: String },
-    #[error("cannot set up tls for the smtp relay `{relay}`: {cause}")]
-    Tls { relay: String, cause: String },
-    #[error("no recipients for the review mail to `{relay}`; set `mail.to`")]
-    NoRecipients { relay: String },
+    #[error(
+        "cannot use `{}` as `mail.ca_file`: {cause}; give the relay's CA certificate in PEM form",
+        path.display()
+    )]
+    CaFile { path: PathBuf, cause: String },
+    #[error(
+        "`mail.tls` = `none` would send the report unencrypted to `{relay}`, which is not \
+         loopback; use `starttls` or `implicit`, or set `mail.insecure = true` if that is \
+         really intended"
+    )]
+    PlaintextToRemote { relay: String },
     #[error(
         "refusing to send smtp credentials without tls to `{relay}`, which is not loopback; \
          set `mail.tls` to `starttls` or `implicit`"
     )]
     CredentialsInClear { relay: String },
+    #[error(
+        "`mail.username` is `{username}` but no smtp password is set; set \
+         HUBREVIEW_SMTP_PASSWORD (or HUBREVIEW_SMTP_PASSWORD_FILE), or unset `mail.username` \
+         for a relay that takes mail without authentication"
+    )]
+    NoPassword { username: String },
+    #[error("no recipients for the review mail to `{relay}`; set `mail.to`")]
+    NoRecipients { relay: String },
+    #[error(
+        "cannot connect to the smtp relay `{relay}` (tls `{tls}`): {cause}; check \
+         `mail.smtp_host`, `mail.smtp_port` and `mail.tls`"
+    )]
+    Connect {
+        relay: String,
+        tls: &'static str,
+        cause: String,
+    },
+    #[error(
+        "tls with the smtp relay `{relay}` failed: {cause}; check `mail.tls` (`implicit` for \
+         port 465, `starttls` for 587) and, for a relay with a private CA, `mail.ca_file`"
+    )]
+    Tls { relay: String, cause: String },
+    #[error(
+        "the smtp relay `{relay}` answered in plain text where `mail.tls` = `implicit` expects \
+         a tls handshake; it most likely wants STARTTLS (usually port 587): set `mail.tls` to \
+         `starttls`"
+    )]
+    PlainTextGreeting { relay: String },
+    #[error(
+        "the smtp relay `{relay}` does not offer STARTTLS, which `mail.tls` requires, so \
+         nothing was sent (it offers {offered}); if it expects tls from the first byte \
+         (usually port 465), set `mail.tls` to `implicit`"
+    )]
+    StarttlsUnavailable { relay: String, offered: String },
+    #[error(
+        "the smtp relay `{relay}` offers {}, and hubreview authenticates with PLAIN or LOGIN \
+         only, so nothing was sent; enable AUTH PLAIN or LOGIN over tls on the relay, or unset \
+         `mail.username` if it takes mail without authentication",
+        if offered.is_empty() { "no authentication (no AUTH in its EHLO reply)".to_string() }
+        else { format!("only AUTH {offered}") }
+    )]
+    NoAuthMechanism { relay: String, offered: String },
+    #[error(
+        "the smtp relay `{relay}` refused the credentials of `{username}`: {reply}; check \
+         `mail.username` and HUBREVIEW_SMTP_PASSWORD"
+    )]
+    AuthRejected {
+        relay: String,
+        username: String,
+        reply: String,
+    },
+    #[error("the smtp relay `{relay}` refused the {bytes}-byte review mail as too large: {reply}")]
+    TooLarge {
+        relay: String,
+        bytes: u64,
+        reply: String,
+    },
+    #[error(
+        "the smtp relay `{relay}` did not answer within {secs} s while {step}; check that \
+         `mail.tls` fits the port (`implicit` for 465, `starttls` for 587) or raise \
+         `mail.timeout_secs`"
+    )]
+    Timeout {
+        relay: String,
+        step: &'static str,
+        secs: u64,
+    },
     #[error("cannot send the review mail through `{relay}`: {cause}")]
     Send {
         relay: String,
@@ -90,9 +209,390 @@ pub enum MailError {
         code: Option<u16>,
         cause: String,
     },
+    #[error(
+        "the review mail was not sent: the smtp connection test before the fetch failed: {cause}"
+    )]
+    RelayFailedEarlier { cause: String },
 }
 
-/// Builds the review mail of one run.
+impl MailError {
+    /// Whether the error is in the configuration or secrets rather than at the relay:
+    /// such an error stops a run before anything is fetched.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            MailError::Address { .. }
+                | MailError::TlsMode { .. }
+                | MailError::CaFile { .. }
+                | MailError::PlaintextToRemote { .. }
+                | MailError::CredentialsInClear { .. }
+                | MailError::NoPassword { .. }
+                | MailError::NoRecipients { .. }
+        )
+    }
+}
+
+/// Every problem of the `[mail]` section, for the configuration check: addresses that
+/// do not parse, an unknown TLS mode, plain text to a remote relay, an unreadable CA file.
+pub fn config_problems(cfg: &MailConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut address = |field: &'static str, value: &str| {
+        if let Err(e) = parse_mailbox(field, value) {
+            problems.push(e.to_string());
+        }
+    };
+    if let Some(from) = cfg.from.as_deref().filter(|f| !f.trim().is_empty()) {
+        address("mail.from", from);
+    }
+    for to in &cfg.to {
+        address("mail.to", to);
+    }
+    for cc in &cfg.cc {
+        address("mail.cc", cc);
+    }
+    if let Some(reply_to) = cfg.reply_to.as_deref().filter(|r| !r.trim().is_empty()) {
+        address("mail.reply_to", reply_to);
+    }
+    if let Err(e) = RelaySettings::from_config(cfg) {
+        problems.push(e.to_string());
+    }
+    if let Some(path) = &cfg.ca_file {
+        if let Err(e) = smtp::read_ca_file(path) {
+            problems.push(e.to_string());
+        }
+    }
+    if cfg.max_bytes < MIN_MAX_BYTES {
+        problems.push(format!(
+            "`mail.max_bytes` = {}: must be at least {MIN_MAX_BYTES}, room for the summary alone",
+            cfg.max_bytes
+        ));
+    }
+    if cfg.timeout_secs == 0 {
+        problems.push("`mail.timeout_secs` must be at least 1".to_string());
+    }
+    problems
+}
+
+/// What the relay answered to the connection test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayCheck {
+    /// `host:port`.
+    pub relay: String,
+    pub tls: &'static str,
+    /// The relay's EHLO reply in one line.
+    pub reply: String,
+    /// The relay's `SIZE` limit, when it announces one.
+    pub size_limit: Option<u64>,
+    /// The AUTH mechanism used, when a username is configured.
+    pub mechanism: Option<String>,
+}
+
+impl std::fmt::Display for RelayCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` over tls `{}` answered {}",
+            self.relay, self.tls, self.reply
+        )?;
+        match &self.mechanism {
+            Some(mechanism) => write!(f, "; authenticated with {mechanism}"),
+            None => write!(f, "; no authentication configured"),
+        }
+    }
+}
+
+/// Whether a relay is configured, so that [`check_relay`] has something to test.
+pub fn relay_configured(cfg: &MailConfig) -> bool {
+    cfg.smtp_host
+        .as_deref()
+        .is_some_and(|h| !h.trim().is_empty())
+}
+
+/// Tests the relay the way a send would use it (connect, TLS, AUTH), then quits without
+/// sending anything. Run before the long fetch, so a broken relay is known early.
+#[tracing::instrument(skip_all, err(Display))]
+pub async fn check_relay(cfg: &MailConfig, secrets: &Secrets) -> Result<RelayCheck, MailError> {
+    let settings = RelaySettings::from_config(cfg)?.ok_or_else(|| MailError::Connect {
+        relay: "(none)".to_string(),
+        tls: "none",
+        cause: "no relay configured".to_string(),
+    })?;
+    if cfg.to.is_empty() {
+        return Err(MailError::NoRecipients {
+            relay: settings.relay(),
+        });
+    }
+    settings.warn_mismatch();
+    let session = Session::open(&settings, secrets.smtp_password.as_deref()).await?;
+    let check = RelayCheck {
+        relay: settings.relay(),
+        tls: settings.tls.as_str(),
+        reply: session.capabilities.summary(),
+        size_limit: session.capabilities.size,
+        mechanism: session.mechanism.clone(),
+    };
+    session.quit().await;
+    Ok(check)
+}
+
+/// How a report was delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub delivery: Delivery,
+    pub form: Form,
+    /// Why the attachments were zipped or left off, when they were.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for Delivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.delivery {
+            Delivery::Sent { relay } => write!(f, "sent through {relay}")?,
+            Delivery::Outbox { path } => write!(f, "written to `{}`", path.display())?,
+        }
+        match self.form {
+            Form::Files => Ok(()),
+            Form::Zip => write!(f, ", with the report files in {ZIP_NAME}"),
+            Form::Summary => write!(f, ", as a summary without the report files"),
+        }
+    }
+}
+
+/// A report that did not reach the relay, and where its message was kept instead.
+#[derive(Debug)]
+pub struct Undelivered {
+    pub error: MailError,
+    /// The outbox file, or why it could not be written; `None` when no message was built.
+    pub outbox: Option<Result<PathBuf, MailError>>,
+}
+
+impl Undelivered {
+    /// `build` when no message could be made, `outbox` when writing it failed with no
+    /// relay configured, `smtp` otherwise.
+    pub fn method(&self) -> &'static str {
+        match (&self.outbox, &self.error) {
+            (None, _) => "build",
+            (Some(_), MailError::Outbox { .. }) => "outbox",
+            _ => "smtp",
+        }
+    }
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", error_chain(&self.error))?;
+        match &self.outbox {
+            Some(Ok(path)) if !matches!(self.error, MailError::Outbox { .. }) => {
+                write!(f, "; message saved to `{}`", path.display())
+            }
+            Some(Err(e)) if !matches!(self.error, MailError::Outbox { .. }) => {
+                write!(f, "; saving to the outbox failed too: {}", error_chain(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Builds the run's message in the largest form that fits `mail.max_bytes` and delivers
+/// it: through the relay when one is configured, else to the outbox. A relay that
+/// refuses it as too large gets the next smaller form, once each. When the relay failed
+/// the connection test (`relay_failed`), it is not tried again. Whatever goes wrong, the
+/// last message built is written to the outbox.
+#[tracing::instrument(skip_all, fields(run_id = input.run_id))]
+pub async fn send_report(
+    cfg: &MailConfig,
+    secrets: &Secrets,
+    input: &ReportInput,
+    written: &Written,
+    relay_failed: Option<&str>,
+) -> Result<Delivered, Undelivered> {
+    let unbuilt = |error| Undelivered {
+        error,
+        outbox: None,
+    };
+    let (mut form, mut note, mut message) =
+        build_fitting(cfg, input, written, Form::Files, None).map_err(unbuilt)?;
+    let keep = |error: MailError, message: &Message| {
+        let outbox = write_outbox(&cfg.outbox, message, input.run_id);
+        Undelivered {
+            error,
+            outbox: Some(outbox),
+        }
+    };
+
+    let settings = match RelaySettings::from_config(cfg) {
+        Ok(Some(settings)) => settings,
+        Ok(None) => {
+            tracing::debug!("no smtp host configured: writing the mail to the outbox");
+            return match write_outbox(&cfg.outbox, &message, input.run_id) {
+                Ok(path) => Ok(Delivered {
+                    delivery: Delivery::Outbox { path },
+                    form,
+                    note,
+                }),
+                Err(error) => Err(Undelivered {
+                    outbox: Some(Err(MailError::Outbox {
+                        path: cfg.outbox.clone(),
+                        cause: error.to_string(),
+                    })),
+                    error,
+                }),
+            };
+        }
+        Err(error) => return Err(keep(error, &message)),
+    };
+    if let Some(cause) = relay_failed {
+        let error = MailError::RelayFailedEarlier {
+            cause: cause.to_string(),
+        };
+        return Err(keep(error, &message));
+    }
+    if cfg.to.is_empty() || is_undisclosed(&message) {
+        return Err(keep(
+            MailError::NoRecipients {
+                relay: settings.relay(),
+            },
+            &message,
+        ));
+    }
+    settings.warn_mismatch();
+
+    loop {
+        let mut session = match Session::open(&settings, secrets.smtp_password.as_deref()).await {
+            Ok(session) => session,
+            Err(error) => return Err(keep(error, &message)),
+        };
+        let bytes = message.formatted().len() as u64;
+        let reason = match session.capabilities.size.filter(|limit| bytes > *limit) {
+            Some(limit) => {
+                session.quit().await;
+                format!(
+                    "the relay announces a limit of {} (EHLO SIZE {limit})",
+                    human_bytes(limit)
+                )
+            }
+            None => match session.send(&message).await {
+                Ok(()) => {
+                    session.quit().await;
+                    tracing::info!(relay = %settings.relay(), form = form.as_str(), "review mail sent");
+                    return Ok(Delivered {
+                        delivery: Delivery::Sent {
+                            relay: settings.relay(),
+                        },
+                        form,
+                        note,
+                    });
+                }
+                Err(MailError::TooLarge { reply, .. }) => format!("it answered {reply}"),
+                Err(error) => return Err(keep(error, &message)),
+            },
+        };
+
+        let Some(smaller) = form.smaller() else {
+            let error = MailError::TooLarge {
+                relay: settings.relay(),
+                bytes,
+                reply: format!("even the summary alone is too large: {reason}"),
+            };
+            return Err(keep(error, &message));
+        };
+        tracing::warn!(
+            relay = %settings.relay(),
+            bytes,
+            form = smaller.as_str(),
+            "the review mail is too large for the relay ({reason}); trying it smaller"
+        );
+        let why = format!(
+            "{}, the message of {} is too large for the relay: {reason}",
+            with_form(form),
+            human_bytes(bytes)
+        );
+        let note_text = size_note(smaller, &why, written);
+        (form, note, message) = match build_fitting(cfg, input, written, smaller, Some(note_text)) {
+            Ok(built) => built,
+            Err(error) => return Err(keep(error, &message)),
+        };
+    }
+}
+
+/// Builds `form`, or the largest smaller form that fits `mail.max_bytes`, with the note
+/// that says why the attachments are not all there as they are.
+fn build_fitting(
+    cfg: &MailConfig,
+    input: &ReportInput,
+    written: &Written,
+    mut form: Form,
+    mut note: Option<String>,
+) -> Result<(Form, Option<String>, Message), MailError> {
+    loop {
+        let message = build_form(cfg, input, written, form, note.as_deref())?;
+        let bytes = message.formatted().len() as u64;
+        match form.smaller() {
+            Some(smaller) if bytes > cfg.max_bytes => {
+                tracing::info!(
+                    bytes,
+                    max_bytes = cfg.max_bytes,
+                    form = smaller.as_str(),
+                    "the review mail is over mail.max_bytes; making it smaller"
+                );
+                let why = format!(
+                    "{}, this message would be {}, over the limit of {} (`mail.max_bytes`)",
+                    with_form(form),
+                    human_bytes(bytes),
+                    human_bytes(cfg.max_bytes)
+                );
+                note = Some(size_note(smaller, &why, written));
+                form = smaller;
+            }
+            _ => return Ok((form, note, message)),
+        }
+    }
+}
+
+fn with_form(form: Form) -> &'static str {
+    match form {
+        Form::Files => "with the report files attached",
+        Form::Zip => "even with the report files zipped",
+        Form::Summary => "with no attachment",
+    }
+}
+
+/// The sentence the message carries about its smaller `form`.
+fn size_note(form: Form, why: &str, written: &Written) -> String {
+    match form {
+        Form::Files => String::new(),
+        Form::Zip => format!("The report files are compressed into {ZIP_NAME}: {why}."),
+        Form::Summary => format!(
+            "The report files are not attached: {why}. The full report is in {} on {}.",
+            written.dir.display(),
+            host_name()
+        ),
+    }
+}
+
+/// This machine's name, as the relay sees it in EHLO.
+fn host_name() -> String {
+    ClientId::default().to_string()
+}
+
+/// `10.0 MiB`, `512.0 KiB`, `900 bytes`.
+fn human_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b >= KIB * KIB {
+        format!("{:.1} MiB", b / KIB / KIB)
+    } else if b >= KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn is_undisclosed(message: &Message) -> bool {
+    message.headers().get_raw("To") == Some(NO_RECIPIENTS)
+}
+
+/// Builds the review mail of one run with every report file attached as it is.
 ///
 /// A complete run gets a `multipart/mixed` message: a `multipart/alternative` text and
 /// HTML summary, then `report.html` and every CSV of `written` as attachments. An
@@ -102,21 +602,31 @@ pub fn build_message(
     input: &ReportInput,
     written: &Written,
 ) -> Result<Message, MailError> {
+    build_form(cfg, input, written, Form::Files, None)
+}
+
+/// Builds the review mail with the attachments in `form`; `note` says why the form is
+/// smaller than [`Form::Files`] and is shown in the summary.
+pub fn build_form(
+    cfg: &MailConfig,
+    input: &ReportInput,
+    written: &Written,
+    form: Form,
+    note: Option<&str>,
+) -> Result<Message, MailError> {
     let from_text = cfg.from.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let from = parse_mailbox("mail.from", from_text.unwrap_or(DEFAULT_FROM))?;
-    let to = cfg
-        .to
-        .iter()
-        .map(|value| parse_mailbox("mail.to", value))
-        .collect::<Result<Vec<_>, _>>()?;
+    let to = parse_mailboxes("mail.to", &cfg.to)?;
+    let cc = parse_mailboxes("mail.cc", &cfg.cc)?;
+    let reply_to = match cfg.reply_to.as_deref().map(str::trim) {
+        Some(value) if !value.is_empty() => Some(parse_mailbox("mail.reply_to", value)?),
+        _ => None,
+    };
 
-    let view = MailView::new(input, written);
-    let subject = render("subject.txt", SUBJECT_TEMPLATE, &view)?;
-    let subject = one_line(&subject);
-    let view = MailView { subject, ..view };
-    let complete = input.is_complete();
-
-    let (text, html) = if complete {
+    let files = attachments(input, written)?;
+    let mut view = MailView::new(input, written, form, note);
+    view.subject = one_line(&render("subject.txt", SUBJECT_TEMPLATE, &view)?);
+    let (text, html) = if input.is_complete() {
         (
             render("email.txt", EMAIL_TEXT_TEMPLATE, &view)?,
             render("email.html", EMAIL_HTML_TEMPLATE, &view)?,
@@ -129,13 +639,20 @@ pub fn build_message(
     };
 
     let mut body = MultiPart::mixed().multipart(MultiPart::alternative_plain_html(text, html));
-    for (name, path) in attachments(input, written)? {
-        let content = std::fs::read(&path).map_err(|e| MailError::Attachment {
-            path: path.clone(),
-            cause: error_chain(&e),
-        })?;
-        body = body
-            .singlepart(Attachment::new(ascii_file_name(&name)).body(content, content_type(&name)));
+    match form {
+        Form::Files => {
+            for (name, content) in read_attachments(&files)? {
+                let kind = content_type(&name);
+                body = body.singlepart(Attachment::new(name).body(content, kind));
+            }
+        }
+        Form::Zip => {
+            let archive = zip::archive(&read_attachments(&files)?, input.generated_at)?;
+            body = body.singlepart(
+                Attachment::new(ZIP_NAME.to_string()).body(archive, content_type(ZIP_NAME)),
+            );
+        }
+        Form::Summary => {}
     }
 
     let mut builder = Message::builder()
@@ -148,7 +665,7 @@ pub fn build_message(
         ));
     if to.is_empty() {
         // lettre derives the envelope from the recipients and refuses none; the sender
-        // stands in for the outbox, and `deliver` refuses to send such a message.
+        // stands in for the outbox, and sending refuses such a message.
         let envelope =
             lettre::address::Envelope::new(Some(from.email.clone()), vec![from.email.clone()])
                 .map_err(|e| MailError::Build {
@@ -160,9 +677,16 @@ pub fn build_message(
                 NO_RECIPIENTS.to_string(),
             ))
             .envelope(envelope);
+    } else {
+        for mailbox in to {
+            builder = builder.to(mailbox);
+        }
+        for mailbox in cc {
+            builder = builder.cc(mailbox);
+        }
     }
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    if let Some(reply_to) = reply_to {
+        builder = builder.reply_to(reply_to);
     }
 
     builder.multipart(body).map_err(|e| MailError::Build {
@@ -170,12 +694,8 @@ pub fn build_message(
     })
 }
 
-/// Sends `message` through the configured relay, or writes it to the outbox when no
-/// relay is configured.
-///
-/// TLS follows `mail.tls`; without it, port 465 means implicit TLS and any other port
-/// STARTTLS, which is required (a relay that does not offer it is an error, never a
-/// fallback to plain text). The port defaults to 465 for implicit TLS, else 587.
+/// Sends a ready `message` through the configured relay, or writes it to the outbox
+/// when no relay is configured. [`send_report`] adds the size fallbacks around it.
 #[tracing::instrument(skip_all, fields(run_id = run_id))]
 pub async fn deliver(
     cfg: &MailConfig,
@@ -183,68 +703,22 @@ pub async fn deliver(
     message: &Message,
     run_id: i64,
 ) -> Result<Delivery, MailError> {
-    let Some(host) = cfg
-        .smtp_host
-        .as_deref()
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-    else {
+    let Some(settings) = RelaySettings::from_config(cfg)? else {
         tracing::debug!("no smtp host configured: writing the mail to the outbox");
         let path = write_outbox(&cfg.outbox, message, run_id)?;
         return Ok(Delivery::Outbox { path });
     };
-
-    let settings = RelaySettings::new(cfg, host)?;
     let relay = settings.relay();
-    let undisclosed = message.headers().get_raw("To") == Some(NO_RECIPIENTS);
-    if cfg.to.is_empty() || undisclosed {
+    if cfg.to.is_empty() || is_undisclosed(message) {
         return Err(MailError::NoRecipients { relay });
     }
+    settings.warn_mismatch();
 
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-        .port(settings.port)
-        .timeout(Some(Duration::from_secs(cfg.timeout_secs.max(1))));
-    builder = match settings.tls {
-        TlsMode::None => builder.tls(Tls::None),
-        TlsMode::Starttls | TlsMode::Implicit => {
-            let parameters = TlsParameters::new(host.to_string()).map_err(|e| MailError::Tls {
-                relay: relay.clone(),
-                cause: error_chain(&e),
-            })?;
-            builder.tls(if settings.tls == TlsMode::Implicit {
-                Tls::Wrapper(parameters)
-            } else {
-                Tls::Required(parameters)
-            })
-        }
-    };
-
-    let username = cfg.username.as_deref().filter(|u| !u.is_empty());
-    let password = secrets.smtp_password.as_deref().unwrap_or_default();
-    if let Some(username) = username {
-        if settings.tls == TlsMode::None && !is_loopback(host) {
-            return Err(MailError::CredentialsInClear { relay });
-        }
-        builder = builder.credentials(Credentials::new(username.to_string(), password.to_string()));
-    }
-
-    tracing::debug!(
-        relay = %relay,
-        tls = settings.tls.as_str(),
-        authenticated = username.is_some(),
-        "sending the review mail"
-    );
-    let transport = builder.build();
-    match transport.send(message.clone()).await {
-        Ok(_) => Ok(Delivery::Sent { relay }),
-        Err(error) => Err(MailError::Send {
-            code: error
-                .status()
-                .and_then(|code| code.to_string().parse().ok()),
-            cause: redact(&error_chain(&error), password),
-            relay,
-        }),
-    }
+    tracing::debug!(relay = %relay, tls = settings.tls.as_str(), "sending the review mail");
+    let mut session = Session::open(&settings, secrets.smtp_password.as_deref()).await?;
+    session.send(message).await?;
+    session.quit().await;
+    Ok(Delivery::Sent { relay })
 }
 
 /// Writes `message` to `<outbox>/run-<run_id>-<YYYYMMDDTHHMMSSZ>.eml` (the directory
@@ -271,82 +745,6 @@ pub fn write_outbox(outbox: &Path, message: &Message, run_id: i64) -> Result<Pat
     Ok(path)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TlsMode {
-    Starttls,
-    Implicit,
-    None,
-}
-
-impl TlsMode {
-    fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::Starttls => "starttls",
-            TlsMode::Implicit => "implicit",
-            TlsMode::None => "none",
-        }
-    }
-}
-
-/// The relay's port and TLS mode after defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RelaySettings {
-    host: String,
-    port: u16,
-    tls: TlsMode,
-}
-
-impl RelaySettings {
-    fn new(cfg: &MailConfig, host: &str) -> Result<Self, MailError> {
-        let tls = match cfg.tls.as_deref().map(str::trim) {
-            None | Some("") => match cfg.smtp_port {
-                Some(465) => TlsMode::Implicit,
-                _ => TlsMode::Starttls,
-            },
-            Some("starttls") => TlsMode::Starttls,
-            Some("implicit") => TlsMode::Implicit,
-            Some("none") => TlsMode::None,
-            Some(other) => {
-                return Err(MailError::TlsMode {
-                    value: other.to_string(),
-                });
-            }
-        };
-        let port = cfg.smtp_port.unwrap_or(match tls {
-            TlsMode::Implicit => 465,
-            _ => 587,
-        });
-        Ok(RelaySettings {
-            host: host.to_string(),
-            port,
-            tls,
-        })
-    }
-
-    fn relay(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Replaces every occurrence of the password in `text`.
-fn redact(text: &str, password: &str) -> String {
-    if password.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(password, "[redacted]")
-    }
-}
-
 fn parse_mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError> {
     value
         .trim()
@@ -358,7 +756,14 @@ fn parse_mailbox(field: &'static str, value: &str) -> Result<Mailbox, MailError>
         })
 }
 
-/// The files attached to the mail, as (name, path).
+fn parse_mailboxes(field: &'static str, values: &[String]) -> Result<Vec<Mailbox>, MailError> {
+    values
+        .iter()
+        .map(|value| parse_mailbox(field, value))
+        .collect()
+}
+
+/// The files of the report the mail carries, as (ASCII-safe name, path).
 fn attachments(
     input: &ReportInput,
     written: &Written,
@@ -379,11 +784,25 @@ fn attachments(
     wanted
         .into_iter()
         .map(|name| match written.file(name) {
-            Some(file) => Ok((file.name.clone(), file.path.clone())),
+            Some(file) => Ok((ascii_file_name(&file.name), file.path.clone())),
             None => Err(MailError::Attachment {
                 path: written.dir.join(name),
                 cause: "the report did not write it".to_string(),
             }),
+        })
+        .collect()
+}
+
+fn read_attachments(files: &[(String, PathBuf)]) -> Result<Vec<(String, Vec<u8>)>, MailError> {
+    files
+        .iter()
+        .map(|(name, path)| {
+            std::fs::read(path)
+                .map(|content| (name.clone(), content))
+                .map_err(|e| MailError::Attachment {
+                    path: path.clone(),
+                    cause: error_chain(&e),
+                })
         })
         .collect()
 }
@@ -415,6 +834,8 @@ fn content_type(name: &str) -> ContentType {
         "text/csv; charset=utf-8"
     } else if name.ends_with(".json") {
         "application/json"
+    } else if name.ends_with(".zip") {
+        "application/zip"
     } else {
         "application/octet-stream"
     };
@@ -457,6 +878,26 @@ fn short(reason: &str, max: usize) -> String {
     }
 }
 
+/// Breaks `text` into lines of at most `width` characters at spaces (a longer word stays
+/// whole), so that no generated line comes near SMTP's 998-octet limit.
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines.join("\n")
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -482,8 +923,15 @@ struct MailView {
     snapshot: String,
     idp: String,
     activity: String,
+    /// `files`, `zip` or `summary`: see [`Form`].
+    form: &'static str,
+    /// The report files the message carries, attached or in the zip.
     attachments: Vec<String>,
+    /// Why the attachments are zipped or left off.
+    size_note: Option<String>,
     report_dir: String,
+    /// The machine that ran the review, where the report directory is.
+    host: String,
 }
 
 #[derive(Serialize)]
@@ -504,7 +952,7 @@ struct SeatsLine {
 }
 
 impl MailView {
-    fn new(input: &ReportInput, written: &Written) -> Self {
+    fn new(input: &ReportInput, written: &Written, form: Form, note: Option<&str>) -> Self {
         let reason = input.failure_reason().unwrap_or_default();
         let organization = one_line(&input.organization);
 
@@ -577,13 +1025,12 @@ impl MailView {
             )
         };
 
-        let attachments = attachments(input, written)
-            .map(|list| {
-                list.into_iter()
-                    .map(|(name, _)| ascii_file_name(&name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let attachments = match form {
+            Form::Summary => Vec::new(),
+            Form::Files | Form::Zip => attachments(input, written)
+                .map(|list| list.into_iter().map(|(name, _)| name).collect())
+                .unwrap_or_default(),
+        };
 
         MailView {
             subject: String::new(),
@@ -611,8 +1058,11 @@ impl MailView {
             snapshot,
             idp: file_line(&input.idp),
             activity: file_line(&input.activity),
+            form: form.as_str(),
             attachments,
+            size_note: note.map(|note| wrap(note, 76)),
             report_dir: written.dir.display().to_string(),
+            host: host_name(),
         }
     }
 }
@@ -846,7 +1296,7 @@ mod tests {
         let input = complete_input();
         let dir = tempfile::tempdir().unwrap();
         let written = report::write(dir.path(), &input, 500).unwrap();
-        let view = MailView::new(&input, &written);
+        let view = MailView::new(&input, &written, Form::Files, None);
 
         let text = render("email.txt", EMAIL_TEXT_TEMPLATE, &view).unwrap();
         let html = render("email.html", EMAIL_HTML_TEMPLATE, &view).unwrap();
@@ -868,8 +1318,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written =
             report::write(Path::new(&dir.path().join("reports/run-42")), &input, 500).unwrap();
-        let mut view = MailView::new(&input, &written);
+        let mut view = MailView::new(&input, &written, Form::Files, None);
         view.report_dir = "reports/run-42".to_string();
+        view.host = "review-host".to_string();
 
         insta::assert_snapshot!(render("email.txt", EMAIL_TEXT_TEMPLATE, &view).unwrap());
     }
@@ -880,7 +1331,7 @@ mod tests {
         input.accepted_drops = vec!["scim".to_string()];
         let dir = tempfile::tempdir().unwrap();
         let written = report::write(dir.path(), &input, 500).unwrap();
-        let view = MailView::new(&input, &written);
+        let view = MailView::new(&input, &written, Form::Files, None);
 
         let text = render("email.txt", EMAIL_TEXT_TEMPLATE, &view).unwrap();
         let html = std::fs::read_to_string(&written.html).unwrap();
@@ -953,7 +1404,7 @@ mod tests {
         let html = render(
             "email.html",
             EMAIL_HTML_TEMPLATE,
-            &MailView::new(&input, &written),
+            &MailView::new(&input, &written, Form::Files, None),
         )
         .unwrap();
 
@@ -1059,46 +1510,6 @@ mod tests {
             panic!("expected the outbox, got {delivery:?}");
         };
         assert!(path.starts_with(dir.path().join("outbox")));
-    }
-
-    #[test]
-    fn relay_port_and_tls_default_from_each_other() {
-        let table = [
-            (None, None, 587, TlsMode::Starttls),
-            (Some(465), None, 465, TlsMode::Implicit),
-            (Some(25), None, 25, TlsMode::Starttls),
-            (None, Some("implicit"), 465, TlsMode::Implicit),
-            (None, Some("starttls"), 587, TlsMode::Starttls),
-            (Some(2525), Some("none"), 2525, TlsMode::None),
-        ];
-        for (port, tls, expected_port, expected_tls) in table {
-            let cfg = MailConfig {
-                smtp_port: port,
-                tls: tls.map(str::to_string),
-                ..MailConfig::default()
-            };
-            let settings = RelaySettings::new(&cfg, "mail.acme.example").unwrap();
-            assert_eq!(
-                (settings.port, settings.tls),
-                (expected_port, expected_tls),
-                "{port:?} {tls:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_unknown_tls_mode_is_an_error() {
-        let cfg = MailConfig {
-            tls: Some("ssl".to_string()),
-            ..MailConfig::default()
-        };
-
-        let error = RelaySettings::new(&cfg, "mail.acme.example").unwrap_err();
-
-        assert_eq!(
-            error.to_string(),
-            "`mail.tls` = `ssl` is not one of `starttls`, `implicit`, `none`"
-        );
     }
 
     #[tokio::test]
@@ -1261,7 +1672,7 @@ mod tests {
         let text = error.to_string();
         assert!(
             text.starts_with(&format!(
-                "cannot send the review mail through `127.0.0.1:{port}`: "
+                "the smtp relay `127.0.0.1:{port}` refused the credentials of `hubreview`: "
             )),
             "{text}"
         );
@@ -1271,13 +1682,7 @@ mod tests {
         );
         assert!(!text.contains(PASSWORD), "{text}");
         assert!(!format!("{error:?}").contains(PASSWORD));
-        assert!(matches!(
-            error,
-            MailError::Send {
-                code: Some(535),
-                ..
-            }
-        ));
+        assert!(matches!(error, MailError::AuthRejected { .. }), "{error:?}");
         drop(relay);
     }
 
@@ -1297,7 +1702,10 @@ mod tests {
 
         let error = deliver(&cfg, &secrets, &message, 42).await.unwrap_err();
 
-        assert!(matches!(error, MailError::Send { .. }), "{error}");
+        assert!(
+            matches!(error, MailError::StarttlsUnavailable { .. }),
+            "{error}"
+        );
         let seen = relay.await.unwrap();
         assert!(
             seen.iter()
@@ -1316,6 +1724,165 @@ mod tests {
             .unwrap_err();
 
         assert!(matches!(error, MailError::NoRecipients { .. }), "{error}");
+    }
+
+    #[test]
+    fn cc_and_reply_to_come_from_the_config() {
+        let mut cfg = config(&["reviewers@acme.example"]);
+        cfg.cc = vec!["Auditors <auditors@acme.example>".to_string()];
+        cfg.reply_to = Some("access-reviews@acme.example".to_string());
+
+        let (_dir, message) = build(&cfg, &complete_input());
+
+        let parsed = Parsed::new(&formatted(&message));
+        assert_eq!(
+            parsed.header("cc").unwrap(),
+            "Auditors <auditors@acme.example>"
+        );
+        assert_eq!(
+            parsed.header("reply-to").unwrap(),
+            "access-reviews@acme.example"
+        );
+        let envelope: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            envelope,
+            ["reviewers@acme.example", "auditors@acme.example"]
+        );
+    }
+
+    #[test]
+    fn a_message_over_max_bytes_gets_its_files_zipped_then_left_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = complete_input();
+        let written = report::write(&dir.path().join("run"), &input, 500).unwrap();
+        let mut cfg = config(&["reviewers@acme.example"]);
+        let full = build_message(&cfg, &input, &written)
+            .unwrap()
+            .formatted()
+            .len() as u64;
+        let zipped = build_form(&cfg, &input, &written, Form::Zip, Some("note"))
+            .unwrap()
+            .formatted()
+            .len() as u64;
+        assert!(zipped < full, "{zipped} < {full}");
+
+        let table = [
+            (full, Form::Files),
+            (full - 1, Form::Zip),
+            (zipped + 2000, Form::Zip),
+            (zipped / 2, Form::Summary),
+        ];
+        for (max_bytes, expected) in table {
+            cfg.max_bytes = max_bytes;
+
+            let (form, note, message) =
+                build_fitting(&cfg, &input, &written, Form::Files, None).unwrap();
+
+            assert_eq!(form, expected, "max_bytes {max_bytes}");
+            let raw = formatted(&message);
+            let parsed = Parsed::new(&raw);
+            let names = attachment_names(&parsed);
+            match form {
+                Form::Files => {
+                    assert_eq!(note, None);
+                    assert_eq!(names[0], "report.html");
+                }
+                Form::Zip => {
+                    assert_eq!(names, ["report.zip"]);
+                    let note = note.unwrap();
+                    assert!(note.contains("over the limit of"), "{note}");
+                    assert!(note.contains("(`mail.max_bytes`)"), "{note}");
+                }
+                Form::Summary => {
+                    assert!(names.is_empty(), "{names:?}");
+                    let note = note.unwrap();
+                    assert!(note.contains("even with the report files zipped"), "{note}");
+                    assert!(
+                        note.contains(&format!("The full report is in {}", written.dir.display())),
+                        "{note}"
+                    );
+                    let text = &parsed.parts()[0].parts()[0];
+                    assert!(text.body.contains("The report files are not attached"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_mail_problem_in_the_config_is_named_at_once() {
+        let cfg = MailConfig {
+            smtp_host: Some("mail.acme.example".to_string()),
+            tls: Some("none".to_string()),
+            from: Some("not an address".to_string()),
+            cc: vec!["also not".to_string()],
+            reply_to: Some("nor this".to_string()),
+            ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+            max_bytes: 100,
+            ..MailConfig::default()
+        };
+
+        let problems = config_problems(&cfg);
+
+        let text = problems.join("\n");
+        for expected in [
+            "`mail.from` = `not an address`",
+            "`mail.cc` = `also not`",
+            "`mail.reply_to` = `nor this`",
+            "`mail.tls` = `none` would send the report unencrypted",
+            "/nonexistent/ca.pem",
+            "`mail.max_bytes` = 100",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(problems.len(), 6, "{text}");
+        assert!(config_problems(&MailConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn an_undelivered_report_names_the_error_and_where_the_message_was_kept() {
+        let undelivered = Undelivered {
+            error: MailError::Send {
+                relay: "mail.acme.example:587".to_string(),
+                code: Some(451),
+                cause: "try later".to_string(),
+            },
+            outbox: Some(Ok(PathBuf::from("outbox/run-7.eml"))),
+        };
+
+        assert_eq!(undelivered.method(), "smtp");
+        assert_eq!(
+            undelivered.to_string(),
+            "cannot send the review mail through `mail.acme.example:587`: try later; message \
+             saved to `outbox/run-7.eml`"
+        );
+        let unbuilt = Undelivered {
+            error: MailError::Build {
+                cause: "x".to_string(),
+            },
+            outbox: None,
+        };
+        assert_eq!(unbuilt.method(), "build");
+    }
+
+    #[test]
+    fn notes_are_wrapped_at_spaces_and_keep_long_words_whole() {
+        let long = "x".repeat(90);
+        let text = format!("one two three {long} four");
+
+        assert_eq!(wrap(&text, 10), format!("one two\nthree\n{long}\nfour"));
+        assert_eq!(wrap("", 10), "");
+    }
+
+    #[test]
+    fn sizes_are_shown_in_binary_units() {
+        assert_eq!(human_bytes(900), "900 bytes");
+        assert_eq!(human_bytes(40_000), "39.1 KiB");
+        assert_eq!(human_bytes(DEFAULT_MAX_BYTES), "10.0 MiB");
     }
 
     #[test]

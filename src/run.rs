@@ -331,6 +331,7 @@ impl Job {
         self.preflight(true, true)?;
         let token = self.token()?;
         let (export, members) = self.read_inputs()?;
+        let relay_failed = self.check_relay(dry_run).await?;
 
         let mut store = self.open_store()?;
         let run_id = store
@@ -373,7 +374,14 @@ impl Job {
 
         let (input, written) = self.report_step(&store, run_id)?;
         let delivered = self
-            .send_step(&store, run_id, &input, &written, dry_run)
+            .send_step(
+                &store,
+                run_id,
+                &input,
+                &written,
+                dry_run,
+                relay_failed.as_deref(),
+            )
             .await;
         summary.report = Some(written);
         if let Err(e) = &delivered {
@@ -470,8 +478,33 @@ impl Job {
         Ok((input, written))
     }
 
+    /// Tests the SMTP relay before the long fetch. A mistake in the mail configuration
+    /// stops the run (exit 2); a relay that fails the test is logged with its reply, and
+    /// the run goes on: its message will go to the outbox. Returns that failure.
+    async fn check_relay(&self, dry_run: bool) -> Result<Option<String>> {
+        if dry_run || !mail::relay_configured(&self.config.mail) {
+            return Ok(None);
+        }
+        match mail::check_relay(&self.config.mail, &self.secrets).await {
+            Ok(check) => {
+                info!(relay = %check, "smtp connection test passed");
+                Ok(None)
+            }
+            Err(e) if e.is_configuration() => Err(Failure::usage(crate::http::error_chain(&e))),
+            Err(e) => {
+                let text = crate::http::error_chain(&e);
+                warn!(
+                    error = %text,
+                    "smtp connection test failed; the run goes on, and the message will go \
+                     to the outbox"
+                );
+                Ok(Some(text))
+            }
+        }
+    }
+
     /// Delivers the report; on failure the message goes to the outbox and the error is
-    /// returned for the exit code.
+    /// returned for the exit code. `relay_failed` is the failed connection test, if any.
     async fn send_step(
         &self,
         store: &Store,
@@ -479,37 +512,28 @@ impl Job {
         input: &ReportInput,
         written: &Written,
         dry_run: bool,
+        relay_failed: Option<&str>,
     ) -> std::result::Result<Delivery, String> {
         let mut mail_config = self.config.mail.clone();
         if dry_run {
             mail_config.smtp_host = None;
         }
-        let message = match mail::build_message(&mail_config, input, written) {
-            Ok(m) => m,
-            Err(e) => {
-                let text = crate::http::error_chain(&e);
-                let _ = store.record_delivery(run_id, "build", "failed", &text);
-                return Err(text);
-            }
-        };
-        match mail::deliver(&mail_config, &self.secrets, &message, run_id).await {
-            Ok(delivery) => {
-                let (method, detail) = match &delivery {
-                    Delivery::Sent { relay } => ("smtp", relay.clone()),
-                    Delivery::Outbox { path } => ("outbox", path.display().to_string()),
+        match mail::send_report(&mail_config, &self.secrets, input, written, relay_failed).await {
+            Ok(delivered) => {
+                let method = match &delivered.delivery {
+                    Delivery::Sent { .. } => "smtp",
+                    Delivery::Outbox { .. } => "outbox",
                 };
-                let _ = store.record_delivery(run_id, method, "ok", &detail);
+                if let Some(note) = &delivered.note {
+                    warn!(%note, "the review mail does not carry every report file as it is");
+                }
+                let _ = store.record_delivery(run_id, method, "ok", &delivered.to_string());
                 let _ = store.set_stage(run_id, "send");
-                Ok(delivery)
+                Ok(delivered.delivery)
             }
-            Err(e) => {
-                let text = crate::http::error_chain(&e);
-                let saved = mail::write_outbox(&self.config.mail.outbox, &message, run_id);
-                let detail = match &saved {
-                    Ok(path) => format!("{text}; message saved to `{}`", path.display()),
-                    Err(e2) => format!("{text}; saving to the outbox failed too: {e2}"),
-                };
-                let _ = store.record_delivery(run_id, "smtp", "failed", &detail);
+            Err(undelivered) => {
+                let detail = undelivered.to_string();
+                let _ = store.record_delivery(run_id, undelivered.method(), "failed", &detail);
                 Err(detail)
             }
         }
@@ -671,7 +695,7 @@ impl Job {
             report::load(dir).map_err(|e| Failure::new(Exit::Incomplete, e.to_string()))?;
         let input = report_input(&store, &run, &self.config)?;
         match self
-            .send_step(&store, run.id, &input, &written, dry_run)
+            .send_step(&store, run.id, &input, &written, dry_run, None)
             .await
         {
             Ok(delivery) => {

@@ -337,10 +337,18 @@ async fn an_empty_organization_is_refused_unless_accepted() {
 
     let out = hubreview(tmp.path(), &["--config", config, "run"], &env).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("no users at all"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no users at all"),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let out =
-        hubreview(tmp.path(), &["--config", config, "run", "--accept-drop", "scim"], &env).await;
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config, "run", "--accept-drop", "scim"],
+        &env,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let dirs = report_dirs(&tmp.path().join("reports"));
     let summary = read_json(&dirs.last().unwrap().join("summary.json"));
@@ -358,7 +366,13 @@ async fn an_accepted_drop_is_recorded_only_when_a_guard_tripped() {
     let config = write_config(tmp.path(), &server.base_url(), &okta, "");
     let out = hubreview(
         tmp.path(),
-        &["--config", config.to_str().unwrap(), "run", "--accept-drop", "scim"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--accept-drop",
+            "scim",
+        ],
         &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
     )
     .await;
@@ -387,24 +401,48 @@ async fn a_reported_run_is_never_rewritten_and_send_checks_the_manifest() {
 
     let out = hubreview(
         tmp.path(),
-        &["--config", config, "reconcile", "--run", "1", "--as-of", "2020-01-01"],
+        &[
+            "--config",
+            config,
+            "reconcile",
+            "--run",
+            "1",
+            "--as-of",
+            "2020-01-01",
+        ],
         &[],
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("already reported"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already reported"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = hubreview(tmp.path(), &["--config", config, "report", "--run", "1"], &[]).await;
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config, "report", "--run", "1"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let after = report_dirs(&tmp.path().join("reports"));
     assert_eq!(after.len(), 2, "a second directory: {after:?}");
-    assert_eq!(std::fs::read(first[0].join("summary.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(first[0].join("summary.json")).unwrap(),
+        before
+    );
 
     // Tamper with the newest report: send refuses it.
     std::fs::write(after[1].join("findings.csv"), "kind\n").unwrap();
     let out = hubreview(tmp.path(), &["--config", config, "send", "--run", "1"], &[]).await;
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("findings.csv changed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("findings.csv changed"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +461,11 @@ async fn report_refuses_a_run_that_was_not_reconciled() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = hubreview(tmp.path(), &["--config", config, "report"], &[]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("reconcile --run 1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("reconcile --run 1"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // Regression: `hubreview history | head -1` panicked on the closed pipe.
@@ -438,12 +480,20 @@ async fn history_into_a_closed_pipe_does_not_panic() {
         config.display()
     );
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash").arg("-c").arg(script).output().unwrap()
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // Regression: a bad `mail.to`, a store path that is a directory and a report directory
@@ -458,7 +508,13 @@ async fn bad_paths_and_addresses_fail_before_anything_is_fetched() {
     let config = write_config(tmp.path(), &server.base_url(), &okta, "");
     let out = hubreview(
         tmp.path(),
-        &["--config", config.to_str().unwrap(), "--set", "mail.to=not-an-address", "run"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--set",
+            "mail.to=not-an-address",
+            "run",
+        ],
         &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
     )
     .await;
