@@ -374,12 +374,12 @@ impl Config {
             }
             let base = path.parent().unwrap_or(Path::new(""));
             for (key, kind) in KEYS {
-                if *kind == KeyType::Path {
-                    if let Some(toml::Value::String(p)) = lookup_mut(&mut table, key) {
-                        if Path::new(p.as_str()).is_relative() && !base.as_os_str().is_empty() {
-                            *p = base.join(&*p).display().to_string();
-                        }
-                    }
+                if *kind == KeyType::Path
+                    && let Some(toml::Value::String(p)) = lookup_mut(&mut table, key)
+                    && Path::new(p.as_str()).is_relative()
+                    && !base.as_os_str().is_empty()
+                {
+                    *p = base.join(&*p).display().to_string();
                 }
             }
         }
@@ -639,10 +639,10 @@ fn check_types(table: &mut toml::Table, problems: &mut Vec<String>) {
         if let Some(problem) = wrong {
             problems.push(problem);
             remove(table, key);
-        } else if *kind == KeyType::Float {
-            if let toml::Value::Integer(n) = value {
-                *value = toml::Value::Float(*n as f64);
-            }
+        } else if *kind == KeyType::Float
+            && let toml::Value::Integer(n) = value
+        {
+            *value = toml::Value::Float(*n as f64);
         }
     }
 }

@@ -687,12 +687,10 @@ fn on_the_wire(mut user: Value, base_url: &str, plain_emails: bool) -> Value {
             Value::String(format!("{base_url}/Users/{id}")),
         );
     }
-    if plain_emails {
-        if let Some(Value::Array(emails)) = user.get_mut("emails") {
-            for email in emails.iter_mut() {
-                if let Some(value) = email.get("value").cloned() {
-                    *email = value;
-                }
+    if plain_emails && let Some(Value::Array(emails)) = user.get_mut("emails") {
+        for email in emails.iter_mut() {
+            if let Some(value) = email.get("value").cloned() {
+                *email = value;
             }
         }
     }

@@ -256,10 +256,10 @@ pub fn config_problems(cfg: &MailConfig) -> Vec<String> {
     if let Err(e) = RelaySettings::from_config(cfg) {
         problems.push(e.to_string());
     }
-    if let Some(path) = &cfg.ca_file {
-        if let Err(e) = smtp::read_ca_file(path) {
-            problems.push(e.to_string());
-        }
+    if let Some(path) = &cfg.ca_file
+        && let Err(e) = smtp::read_ca_file(path)
+    {
+        problems.push(e.to_string());
     }
     if cfg.max_bytes < MIN_MAX_BYTES {
         problems.push(format!(

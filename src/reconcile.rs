@@ -287,10 +287,10 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
         {
             findings.push(identifier_changed(account, person));
         }
-        if let Some(index) = &member_index {
-            if let Some(finding) = idle_seat(account, person, *basis, index, inputs) {
-                findings.push(finding);
-            }
+        if let Some(index) = &member_index
+            && let Some(finding) = idle_seat(account, person, *basis, index, inputs)
+        {
+            findings.push(finding);
         }
     }
 

@@ -223,14 +223,14 @@ impl Job {
                         .to_owned(),
                 );
             }
-            if let Some(token) = &self.secrets.scim_token {
-                if token.chars().any(|c| c.is_control()) {
-                    problems.push(
-                        "HUBREVIEW_SCIM_TOKEN holds a control character (a line break?); \
+            if let Some(token) = &self.secrets.scim_token
+                && token.chars().any(|c| c.is_control())
+            {
+                problems.push(
+                    "HUBREVIEW_SCIM_TOKEN holds a control character (a line break?); \
                          set it to the token alone"
-                            .to_owned(),
-                    );
-                }
+                        .to_owned(),
+                );
             }
             if let Err(e) = crate::http::check_url("scim.url", &self.config.scim.url) {
                 problems.push(e);
@@ -249,13 +249,13 @@ impl Job {
                 )),
                 Some(_) => {}
             }
-            if let Some(path) = &self.config.activity.file {
-                if !path.is_file() {
-                    problems.push(format!(
-                        "`activity.file` = `{}` is not a readable file",
-                        path.display()
-                    ));
-                }
+            if let Some(path) = &self.config.activity.file
+                && !path.is_file()
+            {
+                problems.push(format!(
+                    "`activity.file` = `{}` is not a readable file",
+                    path.display()
+                ));
             }
         }
         for (key, path) in [

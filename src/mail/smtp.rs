@@ -165,10 +165,10 @@ impl RelaySettings {
     /// Logs [`RelaySettings::mismatch`] once per process.
     pub(crate) fn warn_mismatch(&self) {
         static WARNED: AtomicBool = AtomicBool::new(false);
-        if let Some(warning) = self.mismatch() {
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                tracing::warn!(relay = %self.relay(), "{warning}");
-            }
+        if let Some(warning) = self.mismatch()
+            && !WARNED.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(relay = %self.relay(), "{warning}");
         }
     }
 
