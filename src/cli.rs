@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::reconcile::Kind;
+
 /// Access reviews and seat reconciliation for Docker Hub organizations.
 ///
 /// Snapshots every Docker Hub user through SCIM, reconciles them with an identity-provider
@@ -64,6 +66,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the runs and snapshots in the store
     History(HistoryArgs),
+    /// Show what changed between the snapshots of two stored runs
+    Diff(DiffArgs),
+    /// Check the configuration, the store and every source and relay, changing nothing
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +85,11 @@ pub struct RunArgs {
     /// Write the message to the outbox instead of sending it
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Exit 1 when open findings of these kinds exist (comma-separated, e.g.
+    /// terminated_active,shadow); a kind that could not be evaluated counts as failing
+    #[arg(long, value_name = "KIND[,KIND]", value_delimiter = ',', value_parser = parse_kind)]
+    pub fail_on: Vec<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +112,11 @@ pub struct ReconcileArgs {
     /// Let this run through a size-drop guard (idp)
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub accept_drop: Vec<DropSource>,
+
+    /// Exit 1 when open findings of these kinds exist (comma-separated); a kind that could
+    /// not be evaluated counts as failing
+    #[arg(long, value_name = "KIND[,KIND]", value_delimiter = ',', value_parser = parse_kind)]
+    pub fail_on: Vec<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +151,17 @@ pub struct HistoryArgs {
     pub limit: usize,
 }
 
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier run (see `hubreview history`)
+    #[arg(long, value_name = "RUN")]
+    pub from: i64,
+
+    /// The later run
+    #[arg(long, value_name = "RUN")]
+    pub to: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DropSource {
     Scim,
@@ -148,6 +175,15 @@ impl DropSource {
             DropSource::Idp => "idp",
         }
     }
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::parse(text.trim()).ok_or_else(|| {
+        format!(
+            "`{text}` is not a finding kind (known: {})",
+            Kind::ALL.map(Kind::as_str).join(", ")
+        )
+    })
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, String> {

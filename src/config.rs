@@ -17,6 +17,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub report: ReportConfig,
     pub mail: MailConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,14 +127,28 @@ impl Default for ReviewConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Keep the snapshots and reports of this many newest runs; older ones are pruned.
+    pub keep_runs: Option<u64>,
+    /// Keep the snapshots and reports of runs started within this many days.
+    pub keep_days: Option<u64>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("hubreview.db"),
+            keep_runs: None,
+            keep_days: None,
         }
     }
+}
+
+/// Prometheus metrics for node-exporter's textfile collector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where each run writes its metrics (atomically), e.g. `/var/lib/node_exporter/hubreview.prom`.
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +288,8 @@ const KEYS: &[(&str, KeyType)] = &[
     ("review.seat_price", KeyType::Float),
     ("review.seats_purchased", KeyType::Integer),
     ("store.path", KeyType::Path),
+    ("store.keep_runs", KeyType::Integer),
+    ("store.keep_days", KeyType::Integer),
     ("report.dir", KeyType::Path),
     ("report.organization", KeyType::Text),
     ("report.html_rows", KeyType::Integer),
@@ -289,6 +306,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("mail.max_bytes", KeyType::Integer),
     ("mail.outbox", KeyType::Path),
     ("mail.timeout_secs", KeyType::Integer),
+    ("metrics.textfile", KeyType::Path),
 ];
 
 /// Secret names: read from `NAME` or from the file named by `NAME_FILE`.
@@ -505,6 +523,17 @@ impl Config {
             problems.push("`review.seat_price` must be a positive number".into());
         }
         problems.extend(crate::mail::config_problems(&self.mail));
+        for (key, value) in [
+            ("store.keep_runs", self.store.keep_runs),
+            ("store.keep_days", self.store.keep_days),
+        ] {
+            if value == Some(0) {
+                problems.push(format!(
+                    "`{key}` = 0 would prune every run; use at least 1, or leave it unset to \
+                     keep everything"
+                ));
+            }
+        }
         if self.report.html_rows == 0 {
             problems.push("`report.html_rows` must be at least 1".into());
         }
@@ -562,9 +591,10 @@ impl Secrets {
 /// Removes every value of the wrong type, every unknown key, and every empty path from
 /// `table`, and says what was wrong with each.
 fn check_types(table: &mut toml::Table, problems: &mut Vec<String>) {
-    let known_sections = [
-        "scim", "idp", "activity", "review", "store", "report", "mail",
-    ];
+    let known_sections: Vec<&str> = KEYS
+        .iter()
+        .filter_map(|(key, _)| key.split('.').next())
+        .collect();
     let mut unknown = Vec::new();
     let mut secrets = Vec::new();
     for (section, value) in table.iter() {

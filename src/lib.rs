@@ -3,14 +3,19 @@
 //! The pipeline, one module per step: [`config`] -> [`scim`] (and [`activity`]) and
 //! [`idp`] -> [`store`] -> [`reconcile`] -> [`report`] -> [`mail`]. [`run`] only orders
 //! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
+//! [`lock`] keeps two runs from writing one store, [`metrics`] exports each run's counts,
+//! and [`doctor`] checks a setup without changing it.
 
 pub mod activity;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod http;
 pub mod idp;
+pub mod lock;
 pub mod mail;
+pub mod metrics;
 pub mod reconcile;
 pub mod report;
 pub mod run;

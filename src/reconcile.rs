@@ -727,7 +727,8 @@ fn privileged(accounts: &[Account]) -> Vec<Finding> {
         .collect()
 }
 
-fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> Vec<Finding> {
+/// Every change between two snapshots' accounts, as drift findings.
+pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> Vec<Finding> {
     let before: HashMap<&str, &Account> = previous.iter().map(|a| (a.id.as_str(), a)).collect();
     let now: HashSet<&str> = current.iter().map(|a| a.id.as_str()).collect();
     let mut out = Vec::new();

@@ -3,19 +3,22 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::activity::{self, MemberExport};
 use crate::cli::{Cli, Command, DropSource, LogFormat};
 use crate::config::{Config, Secrets};
 use crate::idp::{self, Export};
+use crate::lock::{LockError, RunLock};
 use crate::mail::{self, Delivery};
+use crate::metrics;
 use crate::reconcile::{self, Inputs, Kind, Outcome};
 use crate::report::{self, InputFile, ReportInput, SnapshotInfo, Written};
 use crate::scim::{self, Completeness};
-use crate::store::{RunRow, Store};
+use crate::store::{Retention, RunRow, SnapshotRow, Store, StoreError};
 
 /// Prints a line on stdout. A closed pipe (`hubreview history | head`) is not an error
 /// worth a panic: the rest is dropped.
@@ -110,8 +113,14 @@ fn init_logging(cli: &Cli) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HUBREVIEW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("hubreview={level}")));
+    // The one summary line per run is logged unless -q, whatever the level.
+    let summary = if cli.quiet { "error" } else { "info" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("HUBREVIEW_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!(
+                "hubreview={level},{SUMMARY_TARGET}={summary}"
+            ))
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -123,6 +132,9 @@ fn init_logging(cli: &Cli) {
     };
 }
 
+/// The tracing target of the one summary line each run logs.
+pub const SUMMARY_TARGET: &str = "hubreview::summary";
+
 async fn dispatch(cli: Cli) -> Result<Exit> {
     if let Command::Demo(args) = &cli.command {
         if cli.config.is_some() || !cli.sets.is_empty() {
@@ -133,8 +145,18 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         return demo(&args.dir).await;
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let (config, secrets) =
-        Config::load(cli.config.as_deref(), &env, &cli.sets).map_err(Failure::usage)?;
+    let loaded = Config::load(cli.config.as_deref(), &env, &cli.sets);
+    if let Command::Doctor = cli.command {
+        return doctor(cli.config.as_deref(), loaded).await;
+    }
+    let (config, secrets) = loaded.map_err(Failure::usage)?;
+
+    // Every command that writes the store takes the lock before anything else, and holds
+    // it until it returns. `history` and `diff` only read, and never wait for it.
+    let _lock = match &cli.command {
+        Command::History(_) | Command::Diff(_) => None,
+        _ => Some(RunLock::acquire(&config.store.path).map_err(lock_failure)?),
+    };
     let job = Job {
         config,
         secrets,
@@ -143,14 +165,154 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
     match cli.command {
         Command::Run(args) => {
             let drops = drops(&args.accept_drop);
-            job.run(args.as_of, &drops, args.dry_run).await
+            job.run(args.as_of, &drops, args.dry_run, &args.fail_on)
+                .await
         }
         Command::Snapshot(args) => job.snapshot_only(&drops(&args.accept_drop)).await,
-        Command::Reconcile(args) => job.reconcile_only(args.run, args.as_of),
+        Command::Reconcile(args) => job.reconcile_only(args.run, args.as_of, &args.fail_on),
         Command::Report(args) => job.report_only(args.run),
         Command::Send(args) => job.send_only(args.run, args.dry_run).await,
         Command::History(args) => job.history(args.limit),
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Diff(args) => job.diff(args.from, args.to),
+        Command::Demo(_) | Command::Doctor => unreachable!("handled above"),
+    }
+}
+
+fn lock_failure(e: LockError) -> Failure {
+    let exit = match e {
+        LockError::Held { .. } => Exit::Locked,
+        LockError::Io { .. } => Exit::Incomplete,
+    };
+    Failure::new(exit, crate::http::error_chain(&e))
+}
+
+/// `hubreview doctor`: one line per check on stdout; exit 2 when the configuration does
+/// not load, 3 when another check fails, else 0.
+async fn doctor(
+    file: Option<&Path>,
+    loaded: std::result::Result<(Config, Secrets), crate::config::ConfigError>,
+) -> Result<Exit> {
+    let (checks, exit) = match &loaded {
+        Err(e) => (crate::doctor::config_failed(e), Exit::Usage),
+        Ok((config, secrets)) => {
+            let checks = crate::doctor::run(file, config, secrets).await;
+            let failed = checks
+                .iter()
+                .any(|c| c.status == crate::doctor::Status::Fail);
+            (
+                checks,
+                if failed {
+                    Exit::Incomplete
+                } else {
+                    Exit::Completed
+                },
+            )
+        }
+    };
+    for check in &checks {
+        say!("{check}");
+    }
+    Ok(exit)
+}
+
+/// Why `--fail-on` fails a run: each named kind with open findings, and each named kind
+/// that was not evaluated (an unchecked kind is no all clear).
+fn fail_on_reasons(outcome: &Outcome, fail_on: &[Kind]) -> Vec<String> {
+    let mut kinds = fail_on.to_vec();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .filter_map(|kind| match outcome.counts.get(&kind).copied().flatten() {
+            Some(0) => None,
+            Some(n) => Some(format!("{kind}: {n} open")),
+            None => Some(format!(
+                "{kind}: not evaluated ({}), so not known to be clear",
+                outcome
+                    .not_evaluated
+                    .get(&kind)
+                    .map(String::as_str)
+                    .unwrap_or("no reason recorded")
+            )),
+        })
+        .collect()
+}
+
+/// The one summary line of a run in the log: status, exit code, counts, duration and
+/// report path.
+fn log_summary(result: &Result<Summary>, duration: Duration) {
+    let duration_secs = (duration.as_secs_f64() * 1000.0).round() / 1000.0;
+    match result {
+        Ok(s) => {
+            let status = match (&s.outcome, s.complete) {
+                (Some(_), _) => "complete",
+                _ => "incomplete",
+            };
+            let findings = s
+                .outcome
+                .as_ref()
+                .map(|o| {
+                    Kind::ALL
+                        .iter()
+                        .map(|k| match o.counts.get(k).copied().flatten() {
+                            Some(n) => format!("{k}={n}"),
+                            None => format!("{k}=n/a"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| "not reconciled".into());
+            let report = s
+                .report
+                .as_ref()
+                .map(|r| r.html.display().to_string())
+                .unwrap_or_default();
+            info!(
+                target: SUMMARY_TARGET,
+                run_id = s.run_id,
+                status,
+                exit_code = s.exit as i32,
+                accounts = s.accounts,
+                open_findings = s.outcome.as_ref().map(open_total).unwrap_or(0),
+                findings = %findings,
+                duration_secs,
+                report = %report,
+                reason = s.reason.as_deref().unwrap_or(""),
+                "run finished"
+            );
+        }
+        Err(f) => error!(
+            target: SUMMARY_TARGET,
+            status = "failed",
+            exit_code = f.exit as i32,
+            duration_secs,
+            reason = %f.message,
+            "run failed"
+        ),
+    }
+}
+
+/// Removes a pruned run's report directory, only if it looks like one this tool wrote
+/// (it holds `summary.json` or `manifest.json`); a directory already gone is fine.
+fn remove_report_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.join("summary.json").is_file() && !dir.join("manifest.json").is_file() {
+        return Err(std::io::Error::other(
+            "it holds neither summary.json nor manifest.json, so it was left alone",
+        ));
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// Opens the store for a command that only reads it.
+fn open_read(path: &Path) -> Result<Option<Store>> {
+    match Store::open_existing(path) {
+        Ok(store) => Ok(Some(store)),
+        Err(StoreError::Missing { .. }) => Ok(None),
+        Err(e @ StoreError::NeedsMigration { .. }) => Err(Failure::usage(e)),
+        Err(e) => Err(Failure::internal(&e)),
     }
 }
 
@@ -178,8 +340,28 @@ pub struct Summary {
     pub reason: Option<String>,
     pub accounts: u64,
     pub outcome: Option<Outcome>,
+    pub active_accounts: u64,
     pub report: Option<Written>,
     pub delivery: Option<std::result::Result<Delivery, String>>,
+    /// Why `--fail-on` fails the run: one reason per kind, empty when it does not.
+    pub fail_on: Vec<String>,
+    /// The runs retention pruned after this one.
+    pub pruned: Vec<i64>,
+}
+
+/// What one `run` works on, for its steps.
+#[derive(Clone, Copy)]
+struct RunSteps<'a> {
+    run_id: i64,
+    as_of: NaiveDate,
+    token: &'a str,
+    export: &'a Export,
+    members: Option<&'a MemberExport>,
+    drops: &'a [String],
+    dry_run: bool,
+    fail_on: &'a [Kind],
+    /// Why the relay failed its connection test before the fetch, if it did.
+    relay_failed: Option<&'a str>,
 }
 
 impl Job {
@@ -304,24 +486,34 @@ impl Job {
         Ok((export, members))
     }
 
-    /// `hubreview run`: every step on one new run.
+    /// `hubreview run`: every step on one new run, then the run's summary line in the log
+    /// and its metrics.
     pub async fn run(
         &self,
         as_of: Option<NaiveDate>,
         drops: &[String],
         dry_run: bool,
+        fail_on: &[Kind],
     ) -> Result<Exit> {
-        let summary = self.run_job(as_of, drops, dry_run).await?;
-        print_summary(&self.config, &summary);
-        Ok(summary.exit)
+        let started = Instant::now();
+        let result = self.run_job(as_of, drops, dry_run, fail_on).await;
+        let duration = started.elapsed();
+        if let Ok(summary) = &result {
+            print_summary(&self.config, summary);
+        }
+        log_summary(&result, duration);
+        self.write_metrics(&result, duration);
+        result.map(|summary| summary.exit)
     }
 
-    /// The whole job, returning what it did.
+    /// The whole job, returning what it did. A run that fails after it began is recorded
+    /// as failed, with the error, before the error is returned.
     pub async fn run_job(
         &self,
         as_of: Option<NaiveDate>,
         drops: &[String],
         dry_run: bool,
+        fail_on: &[Kind],
     ) -> Result<Summary> {
         let today = Utc::now().date_naive();
         let as_of = as_of.unwrap_or(today);
@@ -337,10 +529,48 @@ impl Job {
         let run_id = store
             .begin_run("run", Some(as_of))
             .map_err(|e| Failure::internal(&e))?;
+        let steps = RunSteps {
+            run_id,
+            as_of,
+            token,
+            export: &export,
+            members: members.as_ref(),
+            drops,
+            dry_run,
+            fail_on,
+            relay_failed: relay_failed.as_deref(),
+        };
+        match self.run_steps(&mut store, &steps).await {
+            Ok(summary) => Ok(summary),
+            Err(failure) => {
+                if let Err(e) = store.finish_run(
+                    run_id,
+                    "failed",
+                    Some(&failure.message),
+                    failure.exit as i32,
+                ) {
+                    warn!(run_id, error = %crate::http::error_chain(&e), "cannot mark the run failed");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    async fn run_steps(&self, store: &mut Store, steps: &RunSteps<'_>) -> Result<Summary> {
+        let RunSteps {
+            run_id,
+            as_of,
+            token,
+            export,
+            members,
+            drops,
+            dry_run,
+            fail_on,
+            relay_failed,
+        } = *steps;
         info!(run_id, %as_of, "run started");
 
-        let (snapshot_id, completeness) =
-            self.snapshot_step(&mut store, run_id, token, drops).await?;
+        let (snapshot_id, completeness) = self.snapshot_step(store, run_id, token, drops).await?;
         let mut summary = Summary {
             run_id,
             exit: Exit::Completed,
@@ -352,36 +582,38 @@ impl Job {
                 .flatten()
                 .map(|s| s.accounts)
                 .unwrap_or(0),
+            active_accounts: store
+                .snapshot(snapshot_id)
+                .ok()
+                .flatten()
+                .map(|s| s.active_accounts)
+                .unwrap_or(0),
             outcome: None,
             report: None,
             delivery: None,
+            fail_on: Vec::new(),
+            pruned: Vec::new(),
         };
 
         if completeness.is_complete() {
             let outcome = reconcile_step(
-                &mut store,
+                store,
                 run_id,
                 snapshot_id,
-                &export,
-                members.as_ref(),
+                export,
+                members,
                 as_of,
                 &self.config,
             )?;
+            summary.fail_on = fail_on_reasons(&outcome, fail_on);
             summary.outcome = Some(outcome);
         } else {
             summary.exit = Exit::Incomplete;
         }
 
-        let (input, written) = self.report_step(&store, run_id)?;
+        let (input, written) = self.report_step(store, run_id)?;
         let delivered = self
-            .send_step(
-                &store,
-                run_id,
-                &input,
-                &written,
-                dry_run,
-                relay_failed.as_deref(),
-            )
+            .send_step(store, run_id, &input, &written, dry_run, relay_failed)
             .await;
         summary.report = Some(written);
         if let Err(e) = &delivered {
@@ -391,6 +623,12 @@ impl Job {
             }
         }
         summary.delivery = Some(delivered);
+        for reason in &summary.fail_on {
+            warn!(run_id, %reason, "--fail-on");
+        }
+        if summary.exit == Exit::Completed && !summary.fail_on.is_empty() {
+            summary.exit = Exit::Findings;
+        }
 
         let status = if summary.complete {
             "complete"
@@ -405,7 +643,73 @@ impl Job {
                 summary.exit as i32,
             )
             .map_err(|e| Failure::internal(&e))?;
+        summary.pruned = self.prune(store);
         Ok(summary)
+    }
+
+    /// Applies retention (`store.keep_runs`, `store.keep_days`): prunes old runs' data in
+    /// the store, then removes their report directories. A failure is logged as an error
+    /// and does not change the run's exit code: the review itself completed.
+    fn prune(&self, store: &mut Store) -> Vec<i64> {
+        let retention = Retention {
+            keep_runs: self.config.store.keep_runs,
+            keep_days: self.config.store.keep_days,
+        };
+        let pruned = match store.prune(retention, Utc::now()) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %crate::http::error_chain(&e), "retention failed; old runs were kept");
+                return Vec::new();
+            }
+        };
+        for run in &pruned {
+            if let Some(dir) = &run.report_dir
+                && let Err(e) = remove_report_dir(dir)
+            {
+                error!(
+                    run_id = run.run_id,
+                    dir = %dir.display(),
+                    error = %e,
+                    "retention could not remove a report directory; remove it by hand"
+                );
+            }
+            info!(
+                run_id = run.run_id,
+                "retention pruned the run's snapshot, findings and report"
+            );
+        }
+        pruned.iter().map(|p| p.run_id).collect()
+    }
+
+    /// Writes `metrics.textfile`, when set, after a run; a failure is logged as an error.
+    fn write_metrics(&self, result: &Result<Summary>, duration: Duration) {
+        let Some(path) = &self.config.metrics.textfile else {
+            return;
+        };
+        let last_success = Store::open_existing(&self.config.store.path)
+            .and_then(|store| store.last_success())
+            .unwrap_or(None);
+        let (exit, complete, accounts, outcome) = match result {
+            Ok(s) => (
+                s.exit,
+                s.complete && s.outcome.is_some(),
+                Some((s.accounts, s.active_accounts)),
+                s.outcome.as_ref(),
+            ),
+            Err(f) => (f.exit, false, None, None),
+        };
+        let m = metrics::RunMetrics {
+            finished_at: Utc::now(),
+            duration,
+            exit_code: exit as i32,
+            complete,
+            last_success,
+            accounts,
+            outcome,
+        };
+        if let Err(e) = metrics::write(path, &m) {
+            error!(error = %crate::http::error_chain(&e), "metrics not written");
+        }
     }
 
     /// Fetches a snapshot, applies the size-drop guard, and stores it.
@@ -458,6 +762,12 @@ impl Job {
     /// Renders the run's report from the store into its own directory.
     fn report_step(&self, store: &Store, run_id: i64) -> Result<(ReportInput, Written)> {
         let run = load_run(store, run_id)?;
+        if run.pruned {
+            return Err(Failure::usage(format!(
+                "run {run_id} was pruned by retention (`store.keep_runs`, `store.keep_days`): \
+                 its findings and report are gone, only its counts and manifest hash remain"
+            )));
+        }
         let input = report_input(store, &run, &self.config)?;
         // A report directory is evidence: it is never written twice.
         let dir = report_dir(&self.config.report.dir, &run)?;
@@ -552,8 +862,19 @@ impl Job {
         let run_id = store
             .begin_run("snapshot", None)
             .map_err(|e| Failure::internal(&e))?;
-        let (snapshot_id, completeness) =
-            self.snapshot_step(&mut store, run_id, token, drops).await?;
+        let stepped = self.snapshot_step(&mut store, run_id, token, drops).await;
+        let (snapshot_id, completeness) = match stepped {
+            Ok(done) => done,
+            Err(failure) => {
+                let _ = store.finish_run(
+                    run_id,
+                    "failed",
+                    Some(&failure.message),
+                    failure.exit as i32,
+                );
+                return Err(failure);
+            }
+        };
         let snapshot = store.snapshot(snapshot_id).ok().flatten();
         let accounts = snapshot.map(|s| s.accounts).unwrap_or(0);
         let (status, exit) = match &completeness {
@@ -573,7 +894,12 @@ impl Job {
     }
 
     /// `hubreview reconcile`: findings for a stored run's snapshot.
-    fn reconcile_only(&self, run: Option<i64>, as_of: Option<NaiveDate>) -> Result<Exit> {
+    fn reconcile_only(
+        &self,
+        run: Option<i64>,
+        as_of: Option<NaiveDate>,
+        fail_on: &[Kind],
+    ) -> Result<Exit> {
         self.preflight(false, true)?;
         let (export, members) = self.read_inputs()?;
         let mut store = self.open_store()?;
@@ -595,6 +921,7 @@ impl Job {
             .snapshot(snapshot_id)
             .map_err(|e| Failure::internal(&e))?
             .ok_or_else(|| Failure::internal(&std::io::Error::other("snapshot row missing")))?;
+        refuse_pruned(&snapshot)?;
         if let Completeness::Incomplete { reason } = &snapshot.completeness {
             return Err(Failure::new(
                 Exit::Incomplete,
@@ -630,7 +957,15 @@ impl Job {
             run.id,
             counts_line(&outcome)
         );
-        Ok(Exit::Completed)
+        let reasons = fail_on_reasons(&outcome, fail_on);
+        for reason in &reasons {
+            say!("fail-on: {reason}");
+        }
+        Ok(if reasons.is_empty() {
+            Exit::Completed
+        } else {
+            Exit::Findings
+        })
     }
 
     /// `hubreview report`: re-renders a run's report.
@@ -715,7 +1050,10 @@ impl Job {
 
     /// `hubreview history`: runs and snapshots, newest first.
     fn history(&self, limit: usize) -> Result<Exit> {
-        let store = self.open_store()?;
+        let Some(store) = open_read(&self.config.store.path)? else {
+            say!("no runs in `{}` yet", self.config.store.path.display());
+            return Ok(Exit::Completed);
+        };
         let runs = store.runs(limit).map_err(|e| Failure::internal(&e))?;
         if runs.is_empty() {
             say!("no runs in `{}` yet", self.config.store.path.display());
@@ -751,7 +1089,7 @@ impl Job {
                     .unwrap_or_else(|| "-".into()),
                 run.command,
                 run.status,
-                run.stage,
+                if run.pruned { "pruned" } else { &run.stage },
                 snapshot
                     .map(|s| s.accounts.to_string())
                     .unwrap_or_else(|| "-".into()),
@@ -796,6 +1134,109 @@ impl Job {
     }
 }
 
+impl Job {
+    /// `hubreview diff`: the drift between the snapshots of two runs, as a table.
+    fn diff(&self, from: i64, to: i64) -> Result<Exit> {
+        let Some(store) = open_read(&self.config.store.path)? else {
+            return Err(Failure::usage(format!(
+                "no store at `{}` yet; `hubreview history` lists the runs once there are some",
+                self.config.store.path.display()
+            )));
+        };
+        let snapshot_of = |id: i64| -> Result<SnapshotRow> {
+            let run = load_run(&store, id)?;
+            let snapshot_id = run.snapshot_id.ok_or_else(|| {
+                Failure::usage(format!(
+                    "run {id} has no snapshot; `hubreview history` lists the runs that have one"
+                ))
+            })?;
+            let snapshot = store
+                .snapshot(snapshot_id)
+                .map_err(|e| Failure::internal(&e))?
+                .ok_or_else(|| {
+                    Failure::usage(format!("snapshot {snapshot_id} of run {id} is missing"))
+                })?;
+            refuse_pruned(&snapshot)?;
+            if let Some(reason) = snapshot.completeness.reason() {
+                return Err(Failure::usage(format!(
+                    "snapshot {snapshot_id} of run {id} is incomplete ({reason}); an \
+                     incomplete snapshot is never compared: pick a complete one from \
+                     `hubreview history`"
+                )));
+            }
+            Ok(snapshot)
+        };
+        let (before, after) = (snapshot_of(from)?, snapshot_of(to)?);
+        let accounts = |s: &SnapshotRow| store.accounts(s.id).map_err(|e| Failure::internal(&e));
+        let label = format!(
+            "snapshot {} taken {}",
+            before.id,
+            before.taken_at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        let mut changes = reconcile::drift(&accounts(&before)?, &accounts(&after)?, &label);
+        changes.sort_by(|a, b| {
+            (change_name(a), &a.email, &a.key).cmp(&(change_name(b), &b.email, &b.key))
+        });
+
+        say!(
+            "drift from run {from} (snapshot {}, {} accounts, taken {}) to run {to} \
+             (snapshot {}, {} accounts, taken {}): {} changes",
+            before.id,
+            before.accounts,
+            before.taken_at.format("%Y-%m-%d %H:%M:%SZ"),
+            after.id,
+            after.accounts,
+            after.taken_at.format("%Y-%m-%d %H:%M:%SZ"),
+            changes.len()
+        );
+        if changes.is_empty() {
+            return Ok(Exit::Completed);
+        }
+        say!(
+            "{:<12}  {:<8}  {:<36}  {:<32}  detail",
+            "change",
+            "severity",
+            "account",
+            "email"
+        );
+        for f in &changes {
+            say!(
+                "{:<12}  {:<8}  {:<36}  {:<32}  {}",
+                change_name(f),
+                f.severity.as_str(),
+                f.account_id.as_deref().unwrap_or("-"),
+                f.email.as_deref().unwrap_or("-"),
+                f.reason
+            );
+        }
+        let mut by_change: std::collections::BTreeMap<&str, usize> = Default::default();
+        for f in &changes {
+            *by_change.entry(change_name(f)).or_default() += 1;
+        }
+        let totals: Vec<String> = by_change.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        say!("total: {}", totals.join(", "));
+        Ok(Exit::Completed)
+    }
+}
+
+/// The kind of a drift change: `added`, `removed`, `role`, `team`, `email`, ...
+fn change_name(f: &crate::reconcile::Finding) -> &str {
+    let change = f.evidence.get("change").map(String::as_str).unwrap_or("");
+    change.split(':').next().unwrap_or(change)
+}
+
+/// Refuses a snapshot whose accounts retention removed.
+fn refuse_pruned(snapshot: &SnapshotRow) -> Result<()> {
+    if snapshot.pruned {
+        return Err(Failure::usage(format!(
+            "snapshot {} of run {} was pruned by retention (`store.keep_runs`, \
+             `store.keep_days`): only its counts remain",
+            snapshot.id, snapshot.run_id
+        )));
+    }
+    Ok(())
+}
+
 /// `hubreview demo`: the whole job against the built-in organization, served by a local
 /// SCIM server on 127.0.0.1, through the same steps as `run`. The demo's store is made
 /// anew each time, holding the organization as it was a week before the review date, so
@@ -810,6 +1251,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     std::fs::create_dir_all(dir.join("inputs"))
         .map_err(|e| io(&format!("cannot create `{}`", dir.display()), e))?;
     let store_path = dir.join("hubreview.db");
+    let _lock = RunLock::acquire(&store_path).map_err(lock_failure)?;
     for suffix in ["", "-wal", "-shm"] {
         let path = PathBuf::from(format!("{}{suffix}", store_path.display()));
         if path.exists() {
@@ -865,7 +1307,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     }
     server.set_users(demo::demo_current());
     say!("demo: the review, as of {as_of}");
-    let summary = job.run_job(Some(as_of), &[], false).await?;
+    let summary = job.run_job(Some(as_of), &[], false, &[]).await?;
     print_summary(&job.config, &summary);
     server.shutdown().await;
     Ok(summary.exit)
@@ -1120,6 +1562,13 @@ pub fn print_summary(config: &Config, summary: &Summary) {
         Some(Err(e)) => say!("delivery FAILED: {e}"),
         None => {}
     }
+    for reason in &summary.fail_on {
+        say!("fail-on: {reason}");
+    }
+    if !summary.pruned.is_empty() {
+        let runs: Vec<String> = summary.pruned.iter().map(i64::to_string).collect();
+        say!("retention: pruned runs {}", runs.join(", "));
+    }
 }
 
 #[cfg(test)]
@@ -1138,5 +1587,44 @@ mod tests {
         assert!(drop_guard(1000, 950, &config).is_none(), "5 %");
         assert!(drop_guard(1000, 800, &config).is_some());
         assert!(drop_guard(10, 12, &config).is_none(), "growth");
+    }
+
+    #[test]
+    fn fail_on_names_open_and_unevaluated_kinds_and_ignores_clear_or_unnamed_ones() {
+        let mut counts: reconcile::Counts = Kind::ALL.iter().map(|k| (*k, Some(0))).collect();
+        counts.insert(Kind::TerminatedActive, Some(2));
+        counts.insert(Kind::Shadow, Some(4));
+        counts.insert(Kind::IdleSeat, None);
+        let outcome = Outcome {
+            findings: vec![],
+            counts,
+            seats: Default::default(),
+            not_evaluated: [(Kind::IdleSeat, "no member data".to_owned())]
+                .into_iter()
+                .collect(),
+        };
+        let cases: [(&[Kind], &[&str]); 5] = [
+            (&[], &[]),
+            (&[Kind::Privileged], &[]),
+            (
+                &[Kind::TerminatedActive, Kind::TerminatedActive],
+                &["terminated_active: 2 open"],
+            ),
+            (
+                &[Kind::IdleSeat],
+                &["idle_seat: not evaluated (no member data), so not known to be clear"],
+            ),
+            (
+                &[Kind::Shadow, Kind::Drift, Kind::TerminatedActive],
+                &["terminated_active: 2 open", "shadow: 4 open"],
+            ),
+        ];
+        for (fail_on, want) in cases {
+            assert_eq!(
+                fail_on_reasons(&outcome, fail_on),
+                want,
+                "--fail-on {fail_on:?}"
+            );
+        }
     }
 }

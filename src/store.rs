@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
 use tracing::{debug, instrument};
 
@@ -18,7 +18,8 @@ use crate::report::InputFile;
 use crate::scim::{Account, Completeness, Fetched};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id              INTEGER PRIMARY KEY,
     command         TEXT NOT NULL,
@@ -91,7 +92,14 @@ CREATE TABLE deliveries (
     status  TEXT NOT NULL,
     detail  TEXT
 );
-"#];
+"#,
+    // Retention: a pruned snapshot keeps its row (counts) but not its accounts; a pruned
+    // run keeps its row (counts, manifest hash) but not its findings or report directory.
+    r#"
+ALTER TABLE snapshots ADD COLUMN pruned_at TEXT;
+ALTER TABLE runs ADD COLUMN pruned_at TEXT;
+"#,
+];
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -118,6 +126,17 @@ pub enum StoreError {
     },
     #[error("store `{path}`: {what}")]
     Corrupt { path: String, what: String },
+    #[error("no store at `{path}` yet; `hubreview run` or `hubreview snapshot` creates it")]
+    Missing { path: String },
+    #[error(
+        "store `{path}` has schema version {found}, older than this hubreview ({known}); \
+         the next `hubreview run` (or any command that writes the store) migrates it"
+    )]
+    NeedsMigration {
+        path: String,
+        found: i64,
+        known: usize,
+    },
 }
 
 /// A stored run.
@@ -137,6 +156,8 @@ pub struct RunRow {
     pub accepted_drops: Vec<String>,
     pub report_dir: Option<PathBuf>,
     pub exit_code: Option<i32>,
+    /// Whether retention removed its snapshot's accounts, findings and report directory.
+    pub pruned: bool,
 }
 
 /// Open findings per kind in one reconciled run.
@@ -159,6 +180,37 @@ pub struct SnapshotRow {
     pub pages: u32,
     pub accounts: u64,
     pub active_accounts: u64,
+    /// Whether retention removed its accounts; only the counts remain.
+    pub pruned: bool,
+}
+
+/// How long old runs are kept; see [`Store::prune`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the data of this many newest runs.
+    pub keep_runs: Option<u64>,
+    /// Keep the data of runs started less than this many days ago.
+    pub keep_days: Option<u64>,
+}
+
+/// A run whose data retention removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pruned {
+    pub run_id: i64,
+    pub snapshot_id: Option<i64>,
+    /// Its report directory, for the caller to remove.
+    pub report_dir: Option<PathBuf>,
+}
+
+/// What [`Store::inspect`] found, without changing anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspection {
+    pub schema_version: i64,
+    pub known_version: usize,
+    pub writable: bool,
+    pub runs: u64,
+    /// `ok`, or the first problem `PRAGMA quick_check` reports.
+    pub quick_check: String,
 }
 
 pub struct Store {
@@ -186,6 +238,119 @@ impl Store {
             cause,
         })?;
         Store::init(conn, shown)
+    }
+
+    /// Opens an existing store for reading only: nothing is created, migrated or written,
+    /// so commands that only read need not take the run lock.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing { path: shown });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|cause| StoreError::Sqlite {
+            path: shown.clone(),
+            cause,
+        })?;
+        let store = Store { conn, path: shown };
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "query_only", true)
+            .map_err(|e| store.err(e))?;
+        let found = store.schema_version()?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: store.path.clone(),
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if found < MIGRATIONS.len() as i64 {
+            return Err(StoreError::NeedsMigration {
+                path: store.path.clone(),
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Looks at an existing store without changing it: its schema version, whether this
+    /// process may write it (a write transaction is begun and rolled back), how many runs
+    /// it holds, and `PRAGMA quick_check`.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub fn inspect(path: &Path) -> Result<Inspection> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing { path: shown });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|cause| StoreError::Sqlite {
+            path: shown.clone(),
+            cause,
+        })?;
+        let store = Store { conn, path: shown };
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store.err(e))?;
+        let schema_version = store.schema_version()?;
+        let read_only = store.conn.is_readonly("main").map_err(|e| store.err(e))?;
+        let writable = !read_only
+            && store
+                .conn
+                .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+                .is_ok();
+        let runs = if schema_version >= 1 {
+            store
+                .conn
+                .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| store.err(e))? as u64
+        } else {
+            0
+        };
+        let quick_check = store
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get::<_, String>(0))
+            .map_err(|e| store.err(e))?;
+        Ok(Inspection {
+            schema_version,
+            known_version: MIGRATIONS.len(),
+            writable,
+            runs,
+            quick_check,
+        })
+    }
+
+    /// `PRAGMA integrity_check`: `ok`, or the problems found.
+    pub fn integrity_check(&self) -> Result<String> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| self.err(e))?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(lines.join("; "))
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// An in-memory store, for tests.
@@ -430,14 +595,17 @@ impl Store {
         self.snapshot_where("1 = 1", [])
     }
 
-    /// The newest complete snapshot.
+    /// The newest complete snapshot that still holds its accounts.
     pub fn latest_complete_snapshot(&self) -> Result<Option<SnapshotRow>> {
-        self.snapshot_where("status = 'complete'", [])
+        self.snapshot_where("status = 'complete' AND pruned_at IS NULL", [])
     }
 
-    /// The newest complete snapshot older than `before`.
+    /// The newest complete snapshot older than `before` that still holds its accounts.
     pub fn previous_complete_snapshot(&self, before: i64) -> Result<Option<SnapshotRow>> {
-        self.snapshot_where("status = 'complete' AND id < ?1", params![before])
+        self.snapshot_where(
+            "status = 'complete' AND pruned_at IS NULL AND id < ?1",
+            params![before],
+        )
     }
 
     fn snapshot_where(
@@ -447,7 +615,8 @@ impl Store {
     ) -> Result<Option<SnapshotRow>> {
         let sql = format!(
             "SELECT id, run_id, taken_at, source_url, status, reason, total_results, pages, \
-             accounts, active_accounts FROM snapshots WHERE {condition} ORDER BY id DESC LIMIT 1"
+             accounts, active_accounts, pruned_at FROM snapshots WHERE {condition} \
+             ORDER BY id DESC LIMIT 1"
         );
         let row = self
             .conn
@@ -463,7 +632,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT id, run_id, taken_at, source_url, status, reason, total_results, pages, \
-                 accounts, active_accounts FROM snapshots ORDER BY id DESC LIMIT ?1",
+                 accounts, active_accounts, pruned_at FROM snapshots ORDER BY id DESC LIMIT ?1",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -704,8 +873,8 @@ impl Store {
     ) -> Result<Vec<RunRow>> {
         let sql = format!(
             "SELECT id, command, started_at, finished_at, as_of, status, stage, reason, \
-             snapshot_id, accepted_drops, report_dir, exit_code FROM runs WHERE {condition} \
-             ORDER BY id DESC LIMIT {limit}"
+             snapshot_id, accepted_drops, report_dir, exit_code, pruned_at FROM runs \
+             WHERE {condition} ORDER BY id DESC LIMIT {limit}"
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -723,6 +892,7 @@ impl Store {
                     r.get::<_, String>(9)?,
                     r.get::<_, Option<String>>(10)?,
                     r.get::<_, Option<i32>>(11)?,
+                    r.get::<_, Option<String>>(12)?.is_some(),
                 ))
             })
             .map_err(|e| self.err(e))?
@@ -753,6 +923,7 @@ impl Store {
                         .collect(),
                     report_dir: r.10.map(PathBuf::from),
                     exit_code: r.11,
+                    pruned: r.12,
                 })
             })
             .collect()
@@ -790,6 +961,112 @@ impl Store {
     }
 }
 
+impl Store {
+    /// When the newest run that completed (reconciled its snapshot) finished.
+    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT finished_at FROM runs WHERE status = 'complete' \
+                 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        text.as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(|w| self.corrupt(w))
+    }
+
+    /// The runs whose data `retention` lets go, oldest first, as of `now`.
+    ///
+    /// A run is let go when it is neither among the `keep_runs` newest runs nor started
+    /// within `keep_days` days (a limit that is not set keeps nothing by itself; with
+    /// neither set, nothing is let go). Whatever the limits, a run still `running`, a run
+    /// already pruned, and the run of the newest complete snapshot (the baseline of the
+    /// next run's drift and drop guard) are kept.
+    pub fn prunable(&self, retention: Retention, now: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        if retention.keep_runs.is_none() && retention.keep_days.is_none() {
+            return Ok(Vec::new());
+        }
+        let baseline = self.latest_complete_snapshot()?.map(|s| s.run_id);
+        let runs = self.runs_where("1 = 1", [], usize::MAX >> 1)?;
+        let cutoff = retention
+            .keep_days
+            .map(|d| now - chrono::Duration::days(i64::try_from(d).unwrap_or(i64::MAX / 2)));
+        let mut out: Vec<RunRow> = runs
+            .into_iter()
+            .enumerate()
+            .filter(|(newest_first, run)| {
+                let kept_by_count = retention
+                    .keep_runs
+                    .is_some_and(|n| (*newest_first as u64) < n);
+                let kept_by_age = cutoff.is_some_and(|c| run.started_at >= c);
+                !kept_by_count
+                    && !kept_by_age
+                    && run.status != "running"
+                    && !run.pruned
+                    && Some(run.id) != baseline
+            })
+            .map(|(_, run)| run)
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Removes the data of the runs `retention` lets go (see [`Store::prunable`]): each
+    /// one's snapshot accounts and findings, in one transaction per run. Kept: every run's
+    /// row (status, counts, seat summary, exit code, manifest SHA-256), its inputs' hashes,
+    /// its deliveries, each snapshot's row with its counts, and the finding history.
+    /// Returns what was pruned, with the report directories for the caller to remove.
+    #[instrument(skip_all)]
+    pub fn prune(&mut self, retention: Retention, now: DateTime<Utc>) -> Result<Vec<Pruned>> {
+        let runs = self.prunable(retention, now)?;
+        let path = self.path.clone();
+        let err = |cause| StoreError::Sqlite {
+            path: path.clone(),
+            cause,
+        };
+        let stamp = now.to_rfc3339();
+        let mut pruned = Vec::new();
+        for run in runs {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            if let Some(snapshot_id) = run.snapshot_id {
+                tx.execute(
+                    "DELETE FROM accounts WHERE snapshot_id = ?1",
+                    params![snapshot_id],
+                )
+                .map_err(err)?;
+                tx.execute(
+                    "UPDATE snapshots SET pruned_at = ?2 WHERE id = ?1",
+                    params![snapshot_id, stamp],
+                )
+                .map_err(err)?;
+            }
+            tx.execute("DELETE FROM findings WHERE run_id = ?1", params![run.id])
+                .map_err(err)?;
+            tx.execute(
+                "UPDATE runs SET pruned_at = ?2 WHERE id = ?1",
+                params![run.id, stamp],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            debug!(run_id = run.id, "run pruned");
+            pruned.push(Pruned {
+                run_id: run.id,
+                snapshot_id: run.snapshot_id,
+                report_dir: run.report_dir,
+            });
+        }
+        Ok(pruned)
+    }
+}
+
 fn snapshot_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<std::result::Result<SnapshotRow, String>> {
@@ -816,6 +1093,7 @@ fn snapshot_from_row(
         pages: r.get(7)?,
         accounts: r.get::<_, i64>(8)? as u64,
         active_accounts: r.get::<_, i64>(9)? as u64,
+        pruned: r.get::<_, Option<String>>(10)?.is_some(),
     };
     Ok(Ok(row))
 }
@@ -980,5 +1258,203 @@ mod tests {
         assert_eq!(store.fail_interrupted_runs().unwrap(), 1);
         let row = store.run(run).unwrap().unwrap();
         assert_eq!(row.status, "failed");
+    }
+
+    /// A store of runs 1 to 6: complete, incomplete, complete, complete, incomplete, and
+    /// one still running (its snapshot incomplete so far); each with a snapshot of one account and, when complete, one
+    /// finding and a report. Run `i` started `days[i - 1]` days before `now`.
+    fn six_runs(days: [i64; 6], now: DateTime<Utc>) -> Store {
+        let mut store = Store::open_in_memory().unwrap();
+        let complete = [true, false, true, true, false, false];
+        for (i, is_complete) in complete.into_iter().enumerate() {
+            let run = store.begin_run("run", None).unwrap();
+            let completeness = if is_complete {
+                Completeness::Complete
+            } else {
+                Completeness::Incomplete {
+                    reason: "page failed".into(),
+                }
+            };
+            let id = format!("acct{}", i + 1);
+            store
+                .save_snapshot(run, "u", now, &fetched(&[&id], completeness))
+                .unwrap();
+            if is_complete {
+                let findings = crate::reconcile::drift(&[], &[account(&id, true)], "run 1");
+                let outcome = Outcome {
+                    findings,
+                    counts: [(Kind::Drift, Some(1))].into_iter().collect(),
+                    seats: Default::default(),
+                    not_evaluated: Default::default(),
+                };
+                store.save_outcome(run, now.date_naive(), &outcome).unwrap();
+                store
+                    .set_report(
+                        run,
+                        Path::new(&format!("reports/r{run}")),
+                        &format!("sha{run}"),
+                    )
+                    .unwrap();
+            }
+            if i < 5 {
+                let status = if is_complete {
+                    "complete"
+                } else {
+                    "incomplete"
+                };
+                store.finish_run(run, status, None, 0).unwrap();
+            }
+            let started = (now - chrono::Duration::days(days[i])).to_rfc3339();
+            store
+                .conn
+                .execute(
+                    "UPDATE runs SET started_at = ?2 WHERE id = ?1",
+                    params![run, started],
+                )
+                .unwrap();
+        }
+        store
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    fn pruned_ids(pruned: &[Pruned]) -> Vec<i64> {
+        pruned.iter().map(|p| p.run_id).collect()
+    }
+
+    #[test]
+    fn retention_by_count_prunes_exactly_the_older_runs_and_keeps_their_history() {
+        let now = Utc::now();
+        let mut store = six_runs([0; 6], now);
+        let history_before = count(&store, "SELECT count(*) FROM finding_history");
+        let retention = Retention {
+            keep_runs: Some(2),
+            keep_days: None,
+        };
+        let pruned = store.prune(retention, now).unwrap();
+        // Runs 6 and 5 are the newest two; run 4 holds the newest complete snapshot, the
+        // next run's baseline, and is kept whatever the limits say.
+        assert_eq!(pruned_ids(&pruned), [1, 2, 3]);
+        assert_eq!(
+            pruned[0].report_dir.as_deref(),
+            Some(Path::new("reports/r1"))
+        );
+        for run in 1..=6 {
+            let row = store.run(run).unwrap().unwrap();
+            let snapshot = store.snapshot(row.snapshot_id.unwrap()).unwrap().unwrap();
+            let accounts = store.accounts(snapshot.id).unwrap().len();
+            let findings = count(
+                &store,
+                &format!("SELECT count(*) FROM findings WHERE run_id = {run}"),
+            );
+            if run <= 3 {
+                assert!(row.pruned && snapshot.pruned, "run {run} is pruned");
+                assert_eq!((accounts, findings), (0, 0), "run {run}'s data is gone");
+            } else {
+                assert!(!row.pruned && !snapshot.pruned, "run {run} is kept");
+                assert_eq!(accounts, 1, "run {run} keeps its accounts");
+            }
+            // Kept for every run: the snapshot's counts and the manifest hash.
+            assert_eq!(
+                snapshot.accounts, 1,
+                "run {run}'s snapshot row keeps its count"
+            );
+        }
+        let manifests = count(
+            &store,
+            "SELECT count(*) FROM runs WHERE manifest_sha256 IS NOT NULL",
+        );
+        assert_eq!(manifests, 3, "every complete run's manifest hash is kept");
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM finding_history"),
+            history_before
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert!(
+            store.prune(retention, now).unwrap().is_empty(),
+            "a second pass has nothing left to prune"
+        );
+    }
+
+    #[test]
+    fn retention_by_age_keeps_runs_started_within_keep_days() {
+        let now = Utc::now();
+        let mut store = six_runs([40, 31, 30, 20, 10, 0], now);
+        let retention = Retention {
+            keep_runs: None,
+            keep_days: Some(30),
+        };
+        // Run 3 started exactly 30 days ago: within the limit.
+        assert_eq!(pruned_ids(&store.prune(retention, now).unwrap()), [1, 2]);
+    }
+
+    #[test]
+    fn with_both_limits_a_run_is_kept_when_either_keeps_it() {
+        let now = Utc::now();
+        let mut store = six_runs([40, 35, 33, 32, 31, 0], now);
+        let retention = Retention {
+            keep_runs: Some(3),
+            keep_days: Some(30),
+        };
+        // Kept by count: 6, 5, 4. Kept by age: 6. Nothing else is within 30 days.
+        assert_eq!(pruned_ids(&store.prune(retention, now).unwrap()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn without_limits_nothing_is_pruned() {
+        let now = Utc::now();
+        let mut store = six_runs([400; 6], now);
+        assert!(store.prune(Retention::default(), now).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pruned_snapshot_is_never_the_baseline_of_drift() {
+        let now = Utc::now();
+        let mut store = six_runs([0; 6], now);
+        store
+            .prune(
+                Retention {
+                    keep_runs: Some(1),
+                    keep_days: None,
+                },
+                now,
+            )
+            .unwrap();
+        // Run 6 (snapshot 6) is running; its previous complete snapshot was 4, kept as
+        // the baseline; before 4, every complete snapshot is pruned and none is offered.
+        assert_eq!(store.previous_complete_snapshot(6).unwrap().unwrap().id, 4);
+        assert!(store.previous_complete_snapshot(4).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_reader_refuses_a_store_that_needs_migrating_and_never_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        assert!(matches!(
+            Store::open_existing(&path),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(!path.exists(), "reading must not create the store");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let err = Store::open_existing(&path).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NeedsMigration { found: 1, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("migrates it"), "{err}");
+    }
+
+    #[test]
+    fn a_reader_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).unwrap());
+        let reader = Store::open_existing(&path).unwrap();
+        assert!(reader.begin_run("run", None).is_err());
     }
 }

@@ -4,5 +4,8 @@
 mod cli;
 mod common;
 mod demo;
+mod deploy;
+mod doctor;
 mod mail;
 mod pipeline;
+mod unattended;

@@ -1,0 +1,158 @@
+//! The run lock: an exclusive lock on a file beside the store, so that two commands never
+//! write the store at once.
+//!
+//! Every command that writes the store takes it first and holds it until it ends. The lock
+//! is an advisory `flock` on `<store>.lock`, created readable by its owner only; the kernel
+//! releases it when the process ends, however it ends, so a crash or `kill -9` never leaves
+//! a stale lock behind. The file itself stays: removing it would let two processes lock two
+//! different files of the same name. It holds the process id and start time of the holder,
+//! for the message the next run prints.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tracing::debug;
+
+/// Why the lock was not taken.
+#[derive(Debug, Error)]
+pub enum LockError {
+    /// Another process holds it: the caller exits with the lock code.
+    #[error(
+        "another hubreview run holds the lock `{}`{}; this run did nothing. If no run is \
+         in progress, check for a process still running with that store",
+        path.display(),
+        holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Held {
+        path: PathBuf,
+        /// `pid N since TIME`, as the holder wrote it, when readable.
+        holder: Option<String>,
+    },
+    #[error("cannot take the lock `{}`: {cause}; check that its folder is writable", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// The lock file of the store at `store`: `<store>.lock`.
+pub fn lock_path(store: &Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl RunLock {
+    /// Takes the lock of the store at `store` without waiting.
+    pub fn acquire(store: &Path) -> Result<RunLock, LockError> {
+        let path = lock_path(store);
+        let io = |cause| LockError::Io {
+            path: path.clone(),
+            cause,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(io)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .map(|_| text.trim().to_owned())
+                    .filter(|t| !t.is_empty() && t.len() < 200);
+                return Err(LockError::Held { path, holder });
+            }
+            Err(fs4::TryLockError::Error(cause)) => return Err(io(cause)),
+        }
+
+        // Who holds it, for the message of a run that finds it taken. Failing to write this
+        // does not matter: the lock is what counts.
+        let holder = format!(
+            "pid {} since {}",
+            std::process::id(),
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(holder.as_bytes()))
+            .and_then(|_| file.flush());
+        debug!(path = %path.display(), "run lock taken");
+        Ok(RunLock { file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = fs4::FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_store_is_refused_until_the_first_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("hubreview.db");
+        let first = RunLock::acquire(&store).unwrap();
+        let err = RunLock::acquire(&store).unwrap_err();
+        match &err {
+            LockError::Held { holder, .. } => {
+                let holder = holder.as_deref().unwrap_or_default();
+                assert!(
+                    holder.contains(&format!("pid {}", std::process::id())),
+                    "{holder}"
+                );
+            }
+            other => panic!("expected Held, got {other:?}"),
+        }
+        assert!(err.to_string().contains("hubreview.db.lock"), "{err}");
+        drop(first);
+        assert!(RunLock::acquire(&store).is_ok());
+    }
+
+    #[test]
+    fn locks_of_different_stores_do_not_interfere() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = RunLock::acquire(&dir.path().join("a.db")).unwrap();
+        assert!(RunLock::acquire(&dir.path().join("b.db")).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RunLock::acquire(&dir.path().join("s.db")).unwrap();
+        let mode = std::fs::metadata(lock.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
