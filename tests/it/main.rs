@@ -5,3 +5,4 @@ mod cli;
 mod common;
 mod demo;
 mod pipeline;
+mod scim;
