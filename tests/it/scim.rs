@@ -899,3 +899,290 @@ async fn the_standard_proxy_variables_are_honoured() {
         "{seen:?}"
     );
 }
+
+// --- Interoperability with scim2-server ---------------------------------------------------
+
+/// A `scim2-server` process on 127.0.0.1, killed when dropped.
+struct Scim2Server {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl Drop for Scim2Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `scim2-server` (installed by `scripts/test`) with the Docker schemas and the
+/// given service provider config, and waits until it answers.
+async fn start_scim2_server(provider_config: &str) -> Scim2Server {
+    let program = std::env::var("SCIM2_SERVER_BIN").unwrap_or_else(|_| {
+        panic!(
+            "SCIM2_SERVER_BIN is not set: run the tests with `scripts/test`, which installs \
+             the pinned scim2-server into .venv-test/ and sets it"
+        )
+    });
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/scim2-server");
+    for attempt in 0..5 {
+        // A free port: bound, read, released, then given to the server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let child = std::process::Command::new(&program)
+            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bearer-token", TOKEN])
+            .arg("--schema")
+            .arg(format!("{fixtures}/schemas.json"))
+            .arg("--resource-type")
+            .arg(format!("{fixtures}/resource-types.json"))
+            .arg("--service-provider-config")
+            .arg(format!("{fixtures}/{provider_config}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{program}`: {e}; rerun `scripts/test`"));
+        let mut server = Scim2Server {
+            child,
+            base_url: format!("http://127.0.0.1:{port}/v2"),
+        };
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // it exited: most likely the port was taken meanwhile
+            }
+            let answer = client
+                .get(format!("{}/ServiceProviderConfig", server.base_url))
+                .bearer_auth(TOKEN)
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = server.child.kill();
+        eprintln!("scim2-server did not come up on port {port} (attempt {attempt})");
+    }
+    panic!("scim2-server did not start; run `{program} --help` to check the install");
+}
+
+/// The users posted to scim2-server: every attribute hubreview reads, varied.
+fn interop_users(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let email = format!("person{i:04}@interop.example");
+            let mut emails = vec![serde_json::json!({
+                "value": email, "type": "work", "primary": true
+            })];
+            if i % 3 == 0 {
+                emails.push(serde_json::json!({
+                    "value": format!("p{i:04}@home.example"), "type": "home", "primary": false
+                }));
+            }
+            let role = ["member", "editor", "owner"][i % 3];
+            serde_json::json!({
+                "schemas": [
+                    "urn:ietf:params:scim:schemas:core:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:docker:2.0:User"
+                ],
+                "userName": email,
+                "externalId": format!("ext-{i:05}"),
+                "name": {"givenName": format!("Given{i}"), "familyName": format!("Family{i}")},
+                "displayName": format!("docker{i:04}"),
+                "active": i % 7 != 0,
+                "emails": emails,
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                    "employeeNumber": format!("E{i:05}")
+                },
+                "urn:ietf:params:scim:schemas:extension:docker:2.0:User": {
+                    "dockerRole": role,
+                    "dockerTeam": format!("team-{}", i % 11),
+                    "dockerOrg": "interop"
+                }
+            })
+        })
+        .collect()
+}
+
+/// Posts `users` through `/Bulk`, 500 at a time, and returns the id the server gave each
+/// `userName`.
+async fn seed(server: &Scim2Server, users: &[Value]) -> std::collections::HashMap<String, String> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut ids = std::collections::HashMap::new();
+    for (chunk_index, chunk) in users.chunks(500).enumerate() {
+        let operations: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, user)| {
+                serde_json::json!({
+                    "method": "POST",
+                    "path": "/Users",
+                    "bulkId": format!("{chunk_index}-{i}"),
+                    "data": user
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": operations
+        });
+        let response: Value = client
+            .post(format!("{}/Bulk", server.base_url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("scim2-server answers /Bulk")
+            .json()
+            .await
+            .expect("a BulkResponse");
+        let results = response["Operations"].as_array().expect("Operations");
+        assert_eq!(results.len(), chunk.len(), "{response}");
+        for (user, result) in chunk.iter().zip(results) {
+            assert_eq!(
+                result["status"], "201",
+                "scim2-server refused a user: {result}"
+            );
+            let location = result["location"].as_str().unwrap();
+            let id = location.rsplit('/').next().unwrap().to_owned();
+            ids.insert(user["userName"].as_str().unwrap().to_owned(), id);
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_scim2_server_holds_every_posted_user_with_every_field() {
+    let server = start_scim2_server("service-provider-config.json").await;
+    let posted = interop_users(1000);
+    let ids = seed(&server, &posted).await;
+    assert_eq!(ids.len(), 1000);
+
+    let cfg = ScimConfig {
+        url: server.base_url.clone(),
+        max_retries: 2,
+        retry_base_ms: 10,
+        timeout_secs: 10,
+        concurrency: 4,
+        ..ScimConfig::default()
+    };
+    let fetched = fetch(&cfg).await;
+    assert_eq!(
+        fetched.completeness,
+        Completeness::Complete,
+        "{:?}",
+        fetched.completeness.reason()
+    );
+    assert_eq!(fetched.total_results, Some(1000));
+    assert_eq!(fetched.accounts.len(), 1000);
+    let received: Vec<&str> = fetched
+        .accounts
+        .iter()
+        .map(|(a, _)| a.id.as_str())
+        .collect();
+    let mut sorted = received.clone();
+    sorted.sort();
+    assert_eq!(received, sorted, "asked sortBy=id, and the server sorted");
+
+    let by_user_name: std::collections::HashMap<&str, &hubreview::scim::Account> = fetched
+        .accounts
+        .iter()
+        .map(|(a, _)| (a.user_name.as_deref().unwrap(), a))
+        .collect();
+    for user in &posted {
+        let user_name = user["userName"].as_str().unwrap();
+        let account = by_user_name
+            .get(user_name)
+            .unwrap_or_else(|| panic!("{user_name} missing from the snapshot"));
+        let docker = &user["urn:ietf:params:scim:schemas:extension:docker:2.0:User"];
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        assert_eq!(account.id, ids[user_name]);
+        assert_eq!(account.external_id, text(&user["externalId"]));
+        assert_eq!(
+            account.employee_number,
+            text(
+                &user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"]
+            )
+        );
+        assert_eq!(account.display_name, text(&user["displayName"]));
+        assert_eq!(account.given_name, text(&user["name"]["givenName"]));
+        assert_eq!(account.family_name, text(&user["name"]["familyName"]));
+        assert_eq!(account.active, user["active"].as_bool().unwrap());
+        assert_eq!(account.role, text(&docker["dockerRole"]));
+        assert_eq!(account.team, text(&docker["dockerTeam"]));
+        assert_eq!(account.org, text(&docker["dockerOrg"]));
+        let emails: Vec<(String, bool, Option<String>)> = user["emails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["value"].as_str().unwrap().to_owned(),
+                    e["primary"].as_bool().unwrap(),
+                    text(&e["type"]),
+                )
+            })
+            .collect();
+        let got: Vec<(String, bool, Option<String>)> = account
+            .emails
+            .iter()
+            .map(|e| (e.value.clone(), e.primary, e.kind.clone()))
+            .collect();
+        assert_eq!(got, emails, "{user_name}");
+        assert!(account.created.is_some(), "{user_name}: meta.created");
+    }
+
+    // The binary too, through the store: only GETs, a complete snapshot of 1,000.
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("a@interop.example".into(), "ACTIVE")]);
+    let config = write_config(tmp.path(), &server.base_url, &okta, "");
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "snapshot"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("complete, 1000 accounts"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim2_server_without_sort_is_paged_without_sort_and_not_refused() {
+    let server = start_scim2_server("service-provider-config-no-sort.json").await;
+    // This server answers 501 to a sortBy: the fetch must not send one.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = client
+        .get(format!("{}/Users?sortBy=id", server.base_url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 501);
+
+    seed(&server, &interop_users(450)).await;
+    let cfg = ScimConfig {
+        url: server.base_url.clone(),
+        page_size: 100,
+        max_retries: 0,
+        ..ScimConfig::default()
+    };
+    let fetched = fetch(&cfg).await;
+    assert_eq!(
+        fetched.completeness,
+        Completeness::Complete,
+        "{:?}",
+        fetched.completeness.reason()
+    );
+    assert_eq!(fetched.accounts.len(), 450);
+    assert_eq!(fetched.pages, 5);
+}
