@@ -231,7 +231,7 @@ impl Job {
     ) -> Result<Summary> {
         let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
         let token = self.token()?;
-        crate::http::check_url("scim.url", &self.config.scim.url).map_err(Failure::usage)?;
+        scim::check(&self.config.scim).map_err(Failure::usage)?;
         let (export, members) = self.read_inputs()?;
 
         let mut store = self.open_store()?;
@@ -416,7 +416,7 @@ impl Job {
     /// `hubreview snapshot`: a new run holding only a snapshot.
     async fn snapshot_only(&self, drops: &[String]) -> Result<Exit> {
         let token = self.token()?;
-        crate::http::check_url("scim.url", &self.config.scim.url).map_err(Failure::usage)?;
+        scim::check(&self.config.scim).map_err(Failure::usage)?;
         let mut store = self.open_store()?;
         let run_id = store
             .begin_run("snapshot", None)

@@ -193,15 +193,7 @@ impl Provider {
 /// it.
 #[instrument(skip_all, fields(url = %cfg.url))]
 pub async fn fetch_all(cfg: &ScimConfig, token: &str, progress: bool) -> Result<Fetched, String> {
-    let base = http::check_url("scim.url", &cfg.url)?;
-    let settings = ClientSettings {
-        timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-        max_retries: cfg.max_retries,
-        retry_base: Duration::from_millis(cfg.retry_base_ms),
-        max_wait: Duration::from_secs(cfg.retry_max_wait_secs),
-        ca_file: cfg.ca_file.clone().map(|path| ("scim.ca_file", path)),
-    };
-    let client = http::build_client(&settings, &base)?;
+    let (base, settings, client) = client(cfg)?;
     let pager = Arc::new(Pager {
         client,
         base,
@@ -269,6 +261,25 @@ pub async fn fetch_all(cfg: &ScimConfig, token: &str, progress: bool) -> Result<
         }
     }
     Ok(fetched)
+}
+
+/// Checks what a fetch needs from the configuration (the URL, the CA file) without
+/// sending anything, so that a bad value fails before a run begins.
+pub fn check(cfg: &ScimConfig) -> Result<(), String> {
+    client(cfg).map(|_| ())
+}
+
+fn client(cfg: &ScimConfig) -> Result<(Url, ClientSettings, reqwest::Client), String> {
+    let base = http::check_url("scim.url", &cfg.url)?;
+    let settings = ClientSettings {
+        timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+        max_retries: cfg.max_retries,
+        retry_base: Duration::from_millis(cfg.retry_base_ms),
+        max_wait: Duration::from_secs(cfg.retry_max_wait_secs),
+        ca_file: cfg.ca_file.clone().map(|path| ("scim.ca_file", path)),
+    };
+    let client = http::build_client(&settings, &base)?;
+    Ok((base, settings, client))
 }
 
 /// How the pages are asked for.

@@ -103,6 +103,8 @@ struct RunResult {
     stderr: String,
     summary: Value,
     findings: Vec<(String, String)>,
+    /// The message left for the reviewers in the outbox.
+    message: String,
 }
 
 /// Runs `hubreview run` against `server`, whose users are `users(n)`, with an IdP export
@@ -146,7 +148,12 @@ async fn run(server: &ScimServer, n: usize, extra: &str) -> RunResult {
     let dirs = report_dirs(&tmp.path().join("reports"));
     assert_eq!(dirs.len(), 1, "one report directory: {}", text(&out.stderr));
     let findings_path = dirs[0].join("findings.csv");
+    let messages: Vec<_> = std::fs::read_dir(tmp.path().join("outbox"))
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1, "one message in the outbox");
     RunResult {
+        message: std::fs::read_to_string(&messages[0]).unwrap(),
         exit: out.status.code(),
         stdout: text(&out.stdout),
         stderr: text(&out.stderr),
@@ -190,6 +197,12 @@ fn assert_incomplete(result: &RunResult, needles: &[&str]) {
         "findings from an incomplete snapshot: {:?}",
         result.findings
     );
+    // The reviewers get a short failure notice, not a report.
+    let message = &result.message;
+    assert!(message.contains("could not complete"), "{message}");
+    assert!(message.contains("summary.json"), "{message}");
+    assert!(!message.contains("findings.csv"), "{message}");
+    assert!(!message.contains("report.html\""), "{message}");
 }
 
 // --- Paging ------------------------------------------------------------------------------
@@ -1185,4 +1198,126 @@ async fn scim2_server_without_sort_is_paged_without_sort_and_not_refused() {
     );
     assert_eq!(fetched.accounts.len(), 450);
     assert_eq!(fetched.pages, 5);
+}
+
+// --- Transport: resets and TLS -----------------------------------------------------------
+
+/// A front on 127.0.0.1 that forwards each connection to `target`, after closing the
+/// first `resets` connections unanswered, and terminating TLS when given an acceptor.
+async fn front(
+    target: std::net::SocketAddr,
+    resets: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut left = resets;
+        while let Ok((socket, _)) = listener.accept().await {
+            if left > 0 {
+                left -= 1;
+                // Closed before any answer, as a load balancer dropping a connection.
+                drop(socket);
+                continue;
+            }
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(mut stream) = acceptor.accept(socket).await {
+                            let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                        }
+                    }
+                    None => {
+                        let mut socket = socket;
+                        let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_is_retried_and_completes() {
+    let server = serve(30, options()).await;
+    let addr = front(server.addr(), 2, None).await;
+    let mut cfg = config(&server, 10);
+    cfg.url = format!("http://{addr}{}", demo::BASE_PATH);
+    cfg.concurrency = 1;
+    let fetched = fetch(&cfg).await;
+    assert_complete(&fetched, 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_past_the_retry_budget_are_incomplete() {
+    let server = serve(30, options()).await;
+    let addr = front(server.addr(), 100, None).await;
+    let mut cfg = config(&server, 10);
+    cfg.url = format!("http://{addr}{}", demo::BASE_PATH);
+    let fetched = fetch(&cfg).await;
+    let reason = fetched.completeness.reason().expect("incomplete");
+    assert!(reason.contains("ServiceProviderConfig"), "{reason}");
+    assert!(reason.contains("retry budget"), "{reason}");
+    assert!(server.request_log().is_empty());
+}
+
+/// A private CA, and a certificate it signed for 127.0.0.1, as a TLS acceptor.
+fn private_ca() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "hubreview test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server_config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (
+        ca_cert.pem(),
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_and_a_private_ca_is_trusted_only_when_configured() {
+    let server = serve(30, options()).await;
+    let (ca_pem, acceptor) = private_ca();
+    let addr = front(server.addr(), 0, Some(acceptor)).await;
+    let mut cfg = config(&server, 10);
+    cfg.url = format!("https://{addr}{}", demo::BASE_PATH);
+
+    // Without the CA the certificate is refused, and nothing reaches the server.
+    let fetched = fetch(&cfg).await;
+    let reason = fetched.completeness.reason().expect("incomplete");
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    assert!(
+        server.request_log().is_empty(),
+        "{:?}",
+        server.request_log()
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("private-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    cfg.ca_file = Some(ca_file);
+    let fetched = fetch(&cfg).await;
+    assert_complete(&fetched, 30);
 }
