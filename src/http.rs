@@ -255,6 +255,52 @@ mod tests {
     }
 
     #[test]
+    fn only_rate_limits_timeouts_and_server_errors_but_501_are_retried() {
+        for (status, retried) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (501, false),
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(is_retryable(status), retried, "{status}");
+        }
+        assert!(hint_for(StatusCode::BAD_REQUEST).contains("scim.page_size"));
+        assert!(hint_for(StatusCode::UNAUTHORIZED).contains("token"));
+        assert!(hint_for(StatusCode::FORBIDDEN).contains("Business plan"));
+        assert!(hint_for(StatusCode::NOT_FOUND).contains("URL"));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_empty_or_not_pem_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let url = Url::parse("https://scim.example.com/v2/scim/2.0").unwrap();
+        for (path, says) in [(&garbage, "no certificate"), (&missing, "cannot read")] {
+            let settings = ClientSettings {
+                timeout: Duration::from_secs(1),
+                max_retries: 0,
+                retry_base: Duration::from_millis(1),
+                max_wait: Duration::from_secs(1),
+                ca_file: Some(("scim.ca_file", path.clone())),
+            };
+            let err = build_client(&settings, &url).unwrap_err();
+            assert!(err.contains("`scim.ca_file`"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
+    }
+
+    #[test]
     fn backoff_grows_and_stays_bounded() {
         let base = Duration::from_millis(100);
         assert!(backoff(base, 0) >= base && backoff(base, 0) <= base * 3 / 2);
