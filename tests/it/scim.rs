@@ -344,7 +344,7 @@ async fn emails_served_as_plain_strings_are_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_fetch_gives_exactly_what_a_sequential_fetch_gives() {
     let mut options = options();
-    options.latency = Duration::from_millis(20);
+    options.latency = Duration::from_millis(50);
     let server = serve(1234, options).await;
     let mut sequential = config(&server, 50);
     sequential.concurrency = 1;
@@ -413,7 +413,7 @@ async fn an_empty_page_that_comes_right_on_a_second_ask_completes_the_snapshot()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_429_fewer_pages_are_asked_for_at_once() {
     let mut options = options();
-    options.latency = Duration::from_millis(30);
+    options.latency = Duration::from_millis(60);
     let server = serve(400, options).await;
     let mut cfg = config(&server, 10);
     cfg.concurrency = 8;
