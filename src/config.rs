@@ -35,6 +35,12 @@ pub struct ScimConfig {
     pub max_retries: u32,
     /// First backoff in milliseconds; doubled on each retry, with jitter.
     pub retry_base_ms: u64,
+    /// The longest wait a 429 gets, in seconds, whatever the server asks.
+    pub retry_max_wait_secs: u64,
+    /// How many times the fetch starts over when `totalResults` changes during it.
+    pub max_restarts: u32,
+    /// A PEM file with a private CA to trust besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ScimConfig {
@@ -46,6 +52,9 @@ impl Default for ScimConfig {
             timeout_secs: 30,
             max_retries: 5,
             retry_base_ms: 500,
+            retry_max_wait_secs: 60,
+            max_restarts: 2,
+            ca_file: None,
         }
     }
 }
@@ -271,6 +280,9 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.timeout_secs", KeyType::Integer),
     ("scim.max_retries", KeyType::Integer),
     ("scim.retry_base_ms", KeyType::Integer),
+    ("scim.retry_max_wait_secs", KeyType::Integer),
+    ("scim.max_restarts", KeyType::Integer),
+    ("scim.ca_file", KeyType::Path),
     ("idp.file", KeyType::Path),
     ("idp.format", KeyType::Text),
     ("idp.columns.email", KeyType::Text),
@@ -495,6 +507,19 @@ impl Config {
         }
         if self.scim.timeout_secs == 0 {
             problems.push("`scim.timeout_secs` must be at least 1".into());
+        }
+        if self.scim.max_restarts > 10 {
+            problems.push(format!(
+                "`scim.max_restarts` = {}: must be 0 to 10 (an organization that changes \
+                 during every fetch needs a quieter time, not more restarts)",
+                self.scim.max_restarts
+            ));
+        }
+        if self.scim.retry_max_wait_secs > 3600 {
+            problems.push(format!(
+                "`scim.retry_max_wait_secs` = {}: must be at most 3600",
+                self.scim.retry_max_wait_secs
+            ));
         }
         if crate::idp::Format::parse(&self.idp.format).is_none() {
             problems.push(format!(

@@ -9,12 +9,17 @@
 //! method but `GET` gets `405`, and every request is recorded so a test can prove the product
 //! stayed read-only.
 //!
-//! [`Faults`] switches misbehaviour on while the server runs: failing pages, outages, rate
-//! limits with each retry hint Docker has used, a `totalResults` that changes mid-fetch,
-//! duplicate ids, short, empty, truncated or HTML pages, slow pages, and emails as plain
-//! strings.
+//! [`ServerOptions`] fixes how the server is built: its real page cap, whether a `count`
+//! above it is capped silently or refused with `400`, what `/ServiceProviderConfig`
+//! announces (sort, `maxResults`) or that it is missing, and a latency added to every
+//! answer. [`Faults`] switches misbehaviour on while the server runs: failing pages,
+//! outages, rate limits with each retry hint Docker has used, a `totalResults` that changes
+//! mid-fetch (once or on every page), duplicate ids, short, empty, truncated or HTML
+//! pages, slow pages, and emails as plain strings. The server counts the requests it
+//! answers at once, so a test can see how many pages a client asks for in parallel.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,6 +77,12 @@ pub struct ServerOptions {
     pub max_page: usize,
     /// Name the list `resources`, as Docker does, instead of RFC 7644's `Resources`.
     pub lowercase_resources: bool,
+    /// Refuse a `count` above `max_page` with `400 invalidValue` instead of capping it.
+    pub reject_count_over_max: bool,
+    /// What `/ServiceProviderConfig` says, or that it is missing.
+    pub provider: ProviderOptions,
+    /// Waited before every answer, as from a server far away.
+    pub latency: Duration,
 }
 
 impl Default for ServerOptions {
@@ -80,6 +91,32 @@ impl Default for ServerOptions {
             token: DEMO_TOKEN.to_string(),
             max_page: 200,
             lowercase_resources: true,
+            reject_count_over_max: false,
+            provider: ProviderOptions::default(),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// The server's `/ServiceProviderConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Answer `/ServiceProviderConfig` with this status and a SCIM error body instead.
+    pub status: Option<u16>,
+    /// `sort.supported`. When `false`, a list request with `sortBy` or `sortOrder` is
+    /// answered `501`, as RFC 7644 says for a feature the server does not announce.
+    pub sort: bool,
+    /// `filter.maxResults`, which may differ from what the server really serves; `None`
+    /// leaves it out.
+    pub max_results: Option<usize>,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            status: None,
+            sort: true,
+            max_results: Some(200),
         }
     }
 }
@@ -99,6 +136,9 @@ pub struct Faults {
     /// A change of the user list applied once, right after the next list page is served:
     /// `totalResults` differs between the first page and the later ones.
     pub change_after_next_page: Option<UserChange>,
+    /// A change of the user list applied after every list page, for as long as set: the
+    /// organization never holds still.
+    pub change_after_every_page: Option<UserChange>,
     /// Serve `emails` as `["a@x"]` instead of `[{"value": "a@x", ...}]`.
     pub plain_string_emails: bool,
 }
@@ -210,8 +250,30 @@ struct Shared {
     options: ServerOptions,
     base_url: String,
     users: Mutex<Vec<Value>>,
+    /// Positions of `users` in `id` order, computed on first use after each change.
+    by_id: Mutex<Option<Vec<usize>>>,
     faults: Mutex<Faults>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> InFlight<'a> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Locks a mutex; a panic in another holder (a failed test) does not hide the data.
@@ -227,8 +289,11 @@ pub async fn start(users: Vec<Value>, options: ServerOptions) -> std::io::Result
         options,
         base_url: format!("http://{addr}{BASE_PATH}"),
         users: Mutex::new(users),
+        by_id: Mutex::new(None),
         faults: Mutex::new(Faults::default()),
         log: Mutex::new(Vec::new()),
+        in_flight: AtomicUsize::new(0),
+        peak_in_flight: AtomicUsize::new(0),
     });
     let app = Router::new().fallback(handle).with_state(shared.clone());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -263,6 +328,7 @@ impl ScimServer {
     /// Replaces the served users.
     pub fn set_users(&self, users: Vec<Value>) {
         *lock(&self.shared.users) = users;
+        *lock(&self.shared.by_id) = None;
     }
 
     /// The users served now, as stored (before faults change them on the wire).
@@ -285,9 +351,15 @@ impl ScimServer {
         lock(&self.shared.log).clone()
     }
 
-    /// Forgets the requests received so far.
+    /// Forgets the requests received so far, and the peak of requests in flight.
     pub fn clear_request_log(&self) {
         lock(&self.shared.log).clear();
+        self.shared.peak_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// The most requests the server was answering at the same time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
     /// Stops accepting connections and waits for requests in flight to finish.
@@ -323,6 +395,10 @@ async fn handle(
             .unwrap_or_else(|| uri.path().to_string()),
         authorization_present: headers.contains_key(header::AUTHORIZATION),
     });
+    let _in_flight = InFlight::enter(&shared);
+    if !shared.options.latency.is_zero() {
+        tokio::time::sleep(shared.options.latency).await;
+    }
 
     if method != Method::GET {
         let mut response = scim_error(405, None, "This SCIM server is read-only here.");
@@ -351,7 +427,10 @@ async fn handle(
     let path = path.trim_end_matches('/');
     match path {
         "/Users" => list_users(&shared, &uri).await,
-        "/ServiceProviderConfig" => json_response(StatusCode::OK, service_provider_config(&shared)),
+        "/ServiceProviderConfig" => match shared.options.provider.status {
+            Some(status) => scim_error(status, None, "No service provider configuration here."),
+            None => json_response(StatusCode::OK, service_provider_config(&shared)),
+        },
         _ => match path.strip_prefix("/Users/") {
             Some(id) if !id.contains('/') => get_user(&shared, id),
             _ => scim_error(404, None, "Not found."),
@@ -445,16 +524,21 @@ struct ListQuery {
     filter: Option<Filter>,
 }
 
-/// Why a list request was refused with `400`: the SCIM `scimType` and the detail.
+/// Why a list request was refused: the SCIM `scimType` (`notImplemented` for a `501`,
+/// else a `400`) and the detail.
 struct BadQuery(&'static str, &'static str);
 
 impl BadQuery {
     fn into_response(self) -> Response {
-        scim_error(400, Some(self.0), self.1)
+        match self.0 {
+            "notImplemented" => scim_error(501, None, self.1),
+            scim_type => scim_error(400, Some(scim_type), self.1),
+        }
     }
 }
 
-fn parse_list_query(uri: &Uri, max_page: usize) -> Result<ListQuery, BadQuery> {
+fn parse_list_query(uri: &Uri, options: &ServerOptions) -> Result<ListQuery, BadQuery> {
+    let max_page = options.max_page;
     let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map_err(|_| BadQuery("invalidValue", "The query string is malformed."))?;
     let mut query = ListQuery {
@@ -479,10 +563,19 @@ fn parse_list_query(uri: &Uri, max_page: usize) -> Result<ListQuery, BadQuery> {
                     .trim()
                     .parse()
                     .map_err(|_| BadQuery("invalidValue", "count must be an integer."))?;
-                // A negative count is read as 0; above the maximum it is silently capped.
-                query.count = usize::try_from(n.max(0))
-                    .unwrap_or(usize::MAX)
-                    .min(max_page);
+                // A negative count is read as 0; above the maximum it is silently capped,
+                // or refused when the server is set up so.
+                let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+                if n > max_page && options.reject_count_over_max {
+                    return Err(BadQuery(
+                        "invalidValue",
+                        "count is above the maximum page size of this server.",
+                    ));
+                }
+                query.count = n.min(max_page);
+            }
+            "sortBy" | "sortOrder" if !options.provider.sort => {
+                return Err(BadQuery("notImplemented", "Sorting is not supported."));
             }
             "sortBy" => query.sort_by = Some(value),
             "sortOrder" => query.descending = value.eq_ignore_ascii_case("descending"),
@@ -562,7 +655,7 @@ fn user_attribute(user: &Value, path: &str) -> Option<String> {
 }
 
 async fn list_users(shared: &Shared, uri: &Uri) -> Response {
-    let query = match parse_list_query(uri, shared.options.max_page) {
+    let query = match parse_list_query(uri, &shared.options) {
         Ok(q) => q,
         Err(bad) => return bad.into_response(),
     };
@@ -578,35 +671,30 @@ async fn list_users(shared: &Shared, uri: &Uri) -> Response {
         _ => {}
     }
 
-    let mut users: Vec<Value> = lock(&shared.users).clone();
-    if let Some(filter) = &query.filter {
-        users.retain(|u| filter.matches(u));
-    }
-    match query
-        .sort_by
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("id") => users.sort_by_key(|u| user_attribute(u, "id")),
-        Some("username") => users.sort_by_key(|u| user_attribute(u, "userName")),
-        Some("displayname") => users.sort_by_key(|u| user_attribute(u, "displayName")),
-        _ => {}
-    }
-    if query.descending {
-        users.reverse();
-    }
-    let total = users.len();
-    let from = (query.start_index - 1).min(total);
-    let to = from.saturating_add(query.count).min(total);
-    let mut page: Vec<Value> = users[from..to].to_vec();
-    for modifier in &plan.modifiers {
+    let (total, mut page, duplicates) = {
+        let users = lock(&shared.users);
+        let order = ordered(shared, &users, &query);
+        let total = order.len();
+        let from = (query.start_index - 1).min(total);
+        let to = from.saturating_add(query.count).min(total);
+        let page: Vec<Value> = order[from..to].iter().map(|&i| users[i].clone()).collect();
+        // The users that duplicate faults serve again, by their position in this order.
+        let duplicates: Vec<Option<Value>> = plan
+            .modifiers
+            .iter()
+            .map(|m| match m {
+                PageAction::Duplicate { index, .. } => order.get(*index).map(|&i| users[i].clone()),
+                _ => None,
+            })
+            .collect();
+        (total, page, duplicates)
+    };
+    for (modifier, duplicate) in plan.modifiers.iter().zip(duplicates) {
         match modifier {
             PageAction::Empty => page.clear(),
             PageAction::Short(n) => page.truncate(*n),
-            PageAction::Duplicate { index, patch } => {
-                if let (Some(original), false) = (users.get(*index), page.is_empty()) {
-                    let mut copy = original.clone();
+            PageAction::Duplicate { patch, .. } => {
+                if let (Some(mut copy), false) = (duplicate, page.is_empty()) {
                     if let (Some(target), Some(Value::Object(fields))) =
                         (copy.as_object_mut(), patch.as_ref())
                     {
@@ -623,7 +711,11 @@ async fn list_users(shared: &Shared, uri: &Uri) -> Response {
 
     let plain_emails = {
         let mut faults = lock(&shared.faults);
-        if let Some(change) = faults.change_after_next_page.take() {
+        let changes = [
+            faults.change_after_next_page.take(),
+            faults.change_after_every_page.clone(),
+        ];
+        for change in changes.into_iter().flatten() {
             let mut stored = lock(&shared.users);
             match change {
                 UserChange::Add(user) => stored.push(user),
@@ -632,6 +724,7 @@ async fn list_users(shared: &Shared, uri: &Uri) -> Response {
                 }
                 UserChange::RemoveAt(_) => {}
             }
+            *lock(&shared.by_id) = None;
         }
         faults.plain_string_emails
     };
@@ -660,6 +753,40 @@ async fn list_users(shared: &Shared, uri: &Uri) -> Response {
         return raw_response(StatusCode::OK, SCIM_JSON, text[..cut].to_string());
     }
     json_response(StatusCode::OK, body)
+}
+
+/// The positions of the users a list request sees, filtered and sorted as it asks. The
+/// order by id is cached, so a large organization is not sorted again for every page.
+fn ordered(shared: &Shared, users: &[Value], query: &ListQuery) -> Vec<usize> {
+    let sort = query.sort_by.as_deref().map(str::to_ascii_lowercase);
+    let mut order: Vec<usize> = match (&query.filter, sort.as_deref()) {
+        (None, Some("id")) => lock(&shared.by_id)
+            .get_or_insert_with(|| {
+                let mut order: Vec<usize> = (0..users.len()).collect();
+                order.sort_by_key(|&i| user_attribute(&users[i], "id"));
+                order
+            })
+            .clone(),
+        (filter, sort) => {
+            let mut order: Vec<usize> = (0..users.len())
+                .filter(|&i| filter.as_ref().is_none_or(|f| f.matches(&users[i])))
+                .collect();
+            let key = match sort {
+                Some("id") => Some("id"),
+                Some("username") => Some("userName"),
+                Some("displayname") => Some("displayName"),
+                _ => None,
+            };
+            if let Some(key) = key {
+                order.sort_by_key(|&i| user_attribute(&users[i], key));
+            }
+            order
+        }
+    };
+    if query.descending {
+        order.reverse();
+    }
+    order
 }
 
 fn get_user(shared: &Shared, id: &str) -> Response {
@@ -702,9 +829,12 @@ fn service_provider_config(shared: &Shared) -> Value {
         "schemas": [SPC_SCHEMA],
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": true, "maxResults": shared.options.max_page},
+        "filter": match shared.options.provider.max_results {
+            Some(max) => json!({"supported": true, "maxResults": max}),
+            None => json!({"supported": true}),
+        },
         "changePassword": {"supported": false},
-        "sort": {"supported": true},
+        "sort": {"supported": shared.options.provider.sort},
         "etag": {"supported": false},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
@@ -990,6 +1120,140 @@ mod tests {
         );
         assert_eq!(body["sort"]["supported"], true);
         assert_eq!(body["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    }
+
+    #[tokio::test]
+    async fn a_count_over_the_maximum_can_be_refused_with_400_instead_of_capped() {
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            max_page: 50,
+            reject_count_over_max: true,
+            ..ServerOptions::default()
+        };
+        let s = start(users(80), options).await.unwrap();
+        let (status, body) = get_json(&s, "/Users?startIndex=1&count=51").await;
+        assert_eq!(status, 400);
+        assert_eq!(body["scimType"], "invalidValue");
+        let (status, body) = get_json(&s, "/Users?startIndex=1&count=50").await;
+        assert_eq!(status, 200);
+        assert_eq!(ids(&body).len(), 50);
+    }
+
+    #[tokio::test]
+    async fn the_service_provider_config_says_what_the_options_say_or_is_missing() {
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            provider: ProviderOptions {
+                status: None,
+                sort: false,
+                max_results: None,
+            },
+            ..ServerOptions::default()
+        };
+        let s = start(users(3), options).await.unwrap();
+        let (_, body) = get_json(&s, "/ServiceProviderConfig").await;
+        assert_eq!(body["sort"]["supported"], false);
+        assert_eq!(body["filter"], json!({"supported": true}));
+
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            provider: ProviderOptions {
+                status: Some(404),
+                ..ProviderOptions::default()
+            },
+            ..ServerOptions::default()
+        };
+        let s = start(users(3), options).await.unwrap();
+        let (status, body) = get_json(&s, "/ServiceProviderConfig").await;
+        assert_eq!(status, 404);
+        assert_eq!(body["status"], "404");
+    }
+
+    #[tokio::test]
+    async fn sorting_is_refused_with_501_when_the_config_does_not_announce_it() {
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            provider: ProviderOptions {
+                sort: false,
+                ..ProviderOptions::default()
+            },
+            ..ServerOptions::default()
+        };
+        let s = start(users(3), options).await.unwrap();
+        for query in ["/Users?sortBy=id", "/Users?sortOrder=ascending"] {
+            let (status, body) = get_json(&s, query).await;
+            assert_eq!(status, 501, "{query}");
+            assert_eq!(body["status"], "501");
+        }
+        let (status, _) = get_json(&s, "/Users").await;
+        assert_eq!(status, 200);
+    }
+
+    #[tokio::test]
+    async fn latency_delays_every_answer() {
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            latency: Duration::from_millis(150),
+            ..ServerOptions::default()
+        };
+        let s = start(users(3), options).await.unwrap();
+        for path in ["/ServiceProviderConfig", "/Users"] {
+            let started = Instant::now();
+            get_json(&s, path).await;
+            assert!(started.elapsed() >= Duration::from_millis(150), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_after_every_page_keeps_changing_total_results() {
+        let s = server(20).await;
+        s.faults().change_after_every_page = Some(UserChange::RemoveAt(0));
+        let mut totals = Vec::new();
+        for _ in 0..3 {
+            let (_, body) = get_json(&s, "/Users?startIndex=1&count=5").await;
+            totals.push(body["totalResults"].as_u64().unwrap());
+        }
+        assert_eq!(totals, [20, 19, 18]);
+        assert!(s.faults().change_after_every_page.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_peak_of_requests_in_flight_is_counted() {
+        let options = ServerOptions {
+            token: TOKEN.into(),
+            latency: Duration::from_millis(100),
+            ..ServerOptions::default()
+        };
+        let s = start(users(3), options).await.unwrap();
+        let (a, b, c) = tokio::join!(
+            get(&s, "/Users"),
+            get(&s, "/Users"),
+            get(&s, "/ServiceProviderConfig")
+        );
+        assert!([a, b, c].iter().all(|r| r.status() == 200));
+        assert_eq!(s.peak_in_flight(), 3);
+        s.clear_request_log();
+        assert_eq!(s.peak_in_flight(), 0);
+        get(&s, "/Users").await;
+        assert_eq!(s.peak_in_flight(), 1);
+    }
+
+    #[tokio::test]
+    async fn sorting_by_id_is_served_from_a_cache_that_follows_changes() {
+        let s = server(5).await;
+        let (_, before) = get_json(&s, "/Users?sortBy=id").await;
+        let mut replaced = users(5);
+        replaced.reverse();
+        replaced.truncate(3);
+        s.set_users(replaced.clone());
+        let (_, after) = get_json(&s, "/Users?sortBy=id").await;
+        let mut want: Vec<String> = replaced
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(ids(&after), want);
+        assert_ne!(ids(&after), ids(&before));
     }
 
     #[tokio::test]

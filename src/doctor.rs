@@ -230,8 +230,13 @@ async fn scim(config: &Config, secrets: &Secrets) -> Check {
         max_retries: 0,
         retry_base: Duration::ZERO,
         max_wait: Duration::ZERO,
+        ca_file: config
+            .scim
+            .ca_file
+            .clone()
+            .map(|path| ("scim.ca_file", path)),
     };
-    let client = match http::build_client(&settings) {
+    let client = match http::build_client(&settings, &base) {
         Ok(c) => c,
         Err(e) => return Check::fail("scim", e),
     };

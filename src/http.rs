@@ -1,6 +1,7 @@
 //! The one place that builds HTTP clients, maps a response to a typed error and decides
 //! retries, for every source that talks to Docker Hub.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,18 +36,60 @@ pub struct ClientSettings {
     pub retry_base: Duration,
     /// The longest a 429 is waited for, whatever the server asks.
     pub max_wait: Duration,
+    /// A PEM file of private CA certificates trusted besides the built-in roots, and the
+    /// configuration key that named it (for error messages).
+    pub ca_file: Option<(&'static str, PathBuf)>,
 }
 
-/// Builds the HTTP client: TLS always verified, no redirects (a token never follows a
-/// redirect to another origin), a timeout per request and a user agent naming the tool.
-pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// Builds the HTTP client for requests to `url`: TLS always verified (against the built-in
+/// roots plus `ca_file`), no redirects (a token never follows a redirect to another
+/// origin), a timeout per request and a user agent naming the tool.
+///
+/// The standard proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`)
+/// are honoured, except for a loopback URL, which is always reached directly.
+pub fn build_client(settings: &ClientSettings, url: &Url) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("hubreview/", env!("CARGO_PKG_VERSION")))
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
+        .redirect(reqwest::redirect::Policy::none());
+    if is_loopback(url) {
+        builder = builder.no_proxy();
+    }
+    if let Some((key, path)) = &settings.ca_file {
+        for certificate in read_ca_file(key, path)? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// The certificates of a PEM file, or an error naming the file and the key to fix.
+fn read_ca_file(key: &str, path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "`{key}` = `{}`: cannot read the CA file: {e}; point it at a readable PEM file",
+            path.display()
+        )
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "`{key}` = `{}`: not a PEM certificate file ({}); give the CA certificate as \
+             PEM (-----BEGIN CERTIFICATE-----)",
+            path.display(),
+            error_chain(&e)
+        )
+    })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "`{key}` = `{}` holds no certificate; give the CA certificate as PEM \
+             (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certificates)
 }
 
 /// Refuses a URL that is not https, unless it points at a loopback address.
@@ -72,18 +115,25 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Whether a status is worth retrying.
+/// Whether a status is worth retrying: 408, 429 and every 5xx but 501 (a feature the
+/// server does not have will not appear on a retry).
 pub fn is_retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
 /// What to check when a status is not retried.
 pub fn hint_for(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        400 => "check `page_size` (1 to 200) and the URL",
+        400 => {
+            "check `scim.page_size` (the server may refuse a `count` above its maximum: \
+             lower it) and the URL"
+        }
         401 => "check the token: it may be missing, expired or revoked",
         403 => "check that the token's organization has the Business plan and SCIM enabled",
         404 => "check the URL: Docker's SCIM base ends in /v2/scim/2.0",
+        501 => "the server does not support this request; check the URL and the server",
         _ => "check the server's status",
     }
 }
@@ -202,6 +252,52 @@ mod tests {
         assert!(err.contains("plain http"), "{err}");
         assert!(check_url("scim.url", "ftp://x").is_err());
         assert!(check_url("scim.url", "not a url").is_err());
+    }
+
+    #[test]
+    fn only_rate_limits_timeouts_and_server_errors_but_501_are_retried() {
+        for (status, retried) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (501, false),
+            (400, false),
+            (401, false),
+            (403, false),
+            (404, false),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(is_retryable(status), retried, "{status}");
+        }
+        assert!(hint_for(StatusCode::BAD_REQUEST).contains("scim.page_size"));
+        assert!(hint_for(StatusCode::UNAUTHORIZED).contains("token"));
+        assert!(hint_for(StatusCode::FORBIDDEN).contains("Business plan"));
+        assert!(hint_for(StatusCode::NOT_FOUND).contains("URL"));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_empty_or_not_pem_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "hello\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let url = Url::parse("https://scim.example.com/v2/scim/2.0").unwrap();
+        for (path, says) in [(&garbage, "no certificate"), (&missing, "cannot read")] {
+            let settings = ClientSettings {
+                timeout: Duration::from_secs(1),
+                max_retries: 0,
+                retry_base: Duration::from_millis(1),
+                max_wait: Duration::from_secs(1),
+                ca_file: Some(("scim.ca_file", path.clone())),
+            };
+            let err = build_client(&settings, &url).unwrap_err();
+            assert!(err.contains("`scim.ca_file`"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -414,7 +414,7 @@ impl Job {
                         .to_owned(),
                 );
             }
-            if let Err(e) = crate::http::check_url("scim.url", &self.config.scim.url) {
+            if let Err(e) = crate::scim::check(&self.config.scim) {
                 problems.push(e);
             }
         }

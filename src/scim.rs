@@ -71,12 +71,15 @@ impl Account {
     }
 }
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
 use serde_json::{Map, Value};
+use tokio::task::JoinSet;
 use tracing::{debug, info, instrument, warn};
 
 use crate::config::ScimConfig;
@@ -84,6 +87,9 @@ use crate::http::{self, ClientSettings, HttpError};
 
 const DOCKER_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:docker:2.0:User";
 const ENTERPRISE_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+/// The largest `count` Docker's SCIM API serves.
+pub const MAX_PAGE: u32 = 200;
 
 /// Whether a snapshot can be trusted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,123 +124,405 @@ pub struct Fetched {
     pub completeness: Completeness,
 }
 
-/// Fetches every user under `cfg.url`, page by page, and judges the result.
+/// What `/ServiceProviderConfig` announced about listing users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// `filter.maxResults`: the most resources one response holds.
+    pub max_results: Option<u64>,
+    /// `sort.supported`: whether `sortBy` may be sent.
+    pub sort: bool,
+}
+
+impl Provider {
+    /// What is assumed of a server whose configuration could not be read: no sort, no
+    /// announced maximum.
+    pub const UNKNOWN: Provider = Provider {
+        max_results: None,
+        sort: false,
+    };
+
+    /// Reads a ServiceProviderConfig body leniently: keys match case-insensitively and a
+    /// `supported` or number may come as a string.
+    pub fn parse(body: &Value) -> Provider {
+        let object = body.as_object();
+        let section = |name: &str| object.and_then(|o| get(o, name)).and_then(Value::as_object);
+        let supported = |name: &str| {
+            section(name)
+                .and_then(|s| get(s, "supported"))
+                .is_some_and(|v| match v {
+                    Value::Bool(b) => *b,
+                    Value::String(s) => s.trim().eq_ignore_ascii_case("true"),
+                    _ => false,
+                })
+        };
+        let max_results = section("filter")
+            .and_then(|f| get(f, "maxResults"))
+            .and_then(|v| match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+            .filter(|n| *n > 0);
+        Provider {
+            max_results,
+            sort: supported("sort"),
+        }
+    }
+
+    /// The `count` to ask for: `min(page_size, maxResults, 200)`, at least 1.
+    pub fn count(&self, page_size: u32) -> u32 {
+        let announced = self
+            .max_results
+            .map_or(MAX_PAGE, |m| u32::try_from(m).unwrap_or(MAX_PAGE));
+        page_size.min(announced).clamp(1, MAX_PAGE)
+    }
+}
+
+/// Fetches every user under `cfg.url` and judges the result.
 ///
-/// Failures after the first request do not return `Err`: they come back as an incomplete
-/// snapshot with the reason, so the run can store and report them.
+/// It reads `/ServiceProviderConfig` first, for the page size and whether to sort by id.
+/// The first page of `/Users` fixes `totalResults` and the page size the server really
+/// serves; the other pages are then fetched `cfg.concurrency` at a time from offsets
+/// computed from that size, and put in order. A page that comes back shorter than planned
+/// switches to sequential paging from the first gap, so the result is the one a sequential
+/// fetch gives. If `totalResults` changes during the fetch, the fetch starts over, up to
+/// `cfg.max_restarts` times.
+///
+/// Only a bad configuration (URL, CA file) returns `Err`. Every failure of the server
+/// comes back as an incomplete snapshot with the reason, so the run can store and report
+/// it.
 #[instrument(skip_all, fields(url = %cfg.url))]
 pub async fn fetch_all(cfg: &ScimConfig, token: &str, progress: bool) -> Result<Fetched, String> {
-    let base = http::check_url("scim.url", &cfg.url)?;
-    let settings = ClientSettings {
-        timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-        max_retries: cfg.max_retries,
-        retry_base: Duration::from_millis(cfg.retry_base_ms),
-        max_wait: Duration::from_secs(120),
-    };
-    let client = http::build_client(&settings)?;
-    let mut pager = Pager {
+    let (base, settings, client) = client(cfg)?;
+    let pager = Arc::new(Pager {
         client,
         base,
-        token,
+        token: token.to_owned(),
         settings,
-        retries_used: 0,
+        retries_used: AtomicU32::new(0),
+        concurrency: AtomicUsize::new(cfg.concurrency.max(1) as usize),
+    });
+
+    let provider = match pager.provider().await {
+        Ok(provider) => provider,
+        Err(reason) => {
+            warn!(%reason, "snapshot incomplete");
+            return Ok(Fetched {
+                accounts: Vec::new(),
+                total_results: None,
+                pages: 0,
+                completeness: Completeness::Incomplete { reason },
+            });
+        }
     };
-    let count = cfg.page_size.clamp(1, 200);
+    let plan = Plan {
+        count: provider.count(cfg.page_size),
+        sort: provider.sort,
+    };
+    debug!(
+        count = plan.count,
+        sort = plan.sort,
+        max_results = provider.max_results,
+        "paging plan from /ServiceProviderConfig"
+    );
 
     let bar = progress_bar(progress);
-    let mut fetched = Fetched {
-        accounts: Vec::new(),
-        total_results: None,
-        pages: 0,
-        completeness: Completeness::Complete,
-    };
-    let mut index_of: HashMap<String, usize> = HashMap::new();
-    let mut received: u64 = 0;
-    let mut start: u64 = 1;
-
-    let incomplete = loop {
-        let page = match pager.page(start, count).await {
-            Ok(page) => page,
-            Err(e) => break Some(format!("page at startIndex {start} failed: {e}")),
-        };
-        fetched.pages += 1;
-
-        match (fetched.total_results, page.total_results) {
-            (_, None) => break Some(format!("page at startIndex {start} has no totalResults")),
-            (None, Some(t)) => {
-                fetched.total_results = Some(t);
-                bar.set_length(t);
+    let mut restarts = 0;
+    let fetched = loop {
+        bar.set_position(0);
+        let attempt = fetch_once(&pager, plan, &bar).await;
+        match attempt.stop {
+            Some(Stop::TotalChanged { before, now }) if restarts < cfg.max_restarts => {
+                restarts += 1;
+                warn!(
+                    before,
+                    now,
+                    restart = restarts,
+                    "totalResults changed during the fetch; starting over"
+                );
             }
-            (Some(before), Some(now)) if before != now => {
-                break Some(format!(
-                    "totalResults changed from {before} to {now} during the fetch"
-                ));
-            }
-            _ => {}
-        }
-        let total = fetched.total_results.unwrap_or(0);
-
-        if page.resources.is_empty() {
-            if received < total {
-                break Some(format!(
-                    "page at startIndex {start} was empty after {received} of {total} users"
-                ));
-            }
-            break None;
-        }
-
-        let mut conflict = None;
-        for resource in page.resources {
-            let account = match parse_account(&resource) {
-                Ok(a) => a,
-                Err(e) => {
-                    conflict = Some(format!("page at startIndex {start}: {e}"));
-                    break;
-                }
-            };
-            match index_of.get(&account.id) {
-                Some(&i) if fetched.accounts[i].0 != account => {
-                    conflict = Some(format!(
-                        "user id {} came back with different content on two pages",
-                        account.id
-                    ));
-                    break;
-                }
-                Some(_) => debug!(id = %account.id, "same user served twice; kept once"),
-                None => {
-                    index_of.insert(account.id.clone(), fetched.accounts.len());
-                    fetched.accounts.push((account, resource.to_string()));
-                }
-            }
-            received += 1;
-        }
-        if conflict.is_some() {
-            break conflict;
-        }
-        bar.set_position(fetched.accounts.len() as u64);
-        start += page.received;
-
-        if received >= total {
-            break None;
+            stop => break attempt.collected.judge(stop, restarts),
         }
     };
     bar.finish_and_clear();
 
-    let unique = fetched.accounts.len() as u64;
-    fetched.completeness = match (incomplete, fetched.total_results) {
-        (Some(reason), _) => Completeness::Incomplete { reason },
-        (None, Some(total)) if unique != total => Completeness::Incomplete {
-            reason: format!("{unique} unique user ids do not add up to totalResults {total}"),
-        },
-        (None, _) => Completeness::Complete,
-    };
+    let unique = fetched.accounts.len();
     match &fetched.completeness {
-        Completeness::Complete => info!(users = unique, pages = fetched.pages, "snapshot complete"),
+        Completeness::Complete => {
+            info!(
+                users = unique,
+                pages = fetched.pages,
+                restarts,
+                "snapshot complete"
+            )
+        }
         Completeness::Incomplete { reason } => {
             warn!(users = unique, %reason, "snapshot incomplete")
         }
     }
     Ok(fetched)
+}
+
+/// Checks what a fetch needs from the configuration (the URL, the CA file) without
+/// sending anything, so that a bad value fails before a run begins.
+pub fn check(cfg: &ScimConfig) -> Result<(), String> {
+    client(cfg).map(|_| ())
+}
+
+fn client(cfg: &ScimConfig) -> Result<(Url, ClientSettings, reqwest::Client), String> {
+    let base = http::check_url("scim.url", &cfg.url)?;
+    let settings = ClientSettings {
+        timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+        max_retries: cfg.max_retries,
+        retry_base: Duration::from_millis(cfg.retry_base_ms),
+        max_wait: Duration::from_secs(cfg.retry_max_wait_secs),
+        ca_file: cfg.ca_file.clone().map(|path| ("scim.ca_file", path)),
+    };
+    let client = http::build_client(&settings, &base)?;
+    Ok((base, settings, client))
+}
+
+/// How the pages are asked for.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    count: u32,
+    sort: bool,
+}
+
+/// Why a fetch stopped before the end.
+#[derive(Debug)]
+enum Stop {
+    /// A page could not be had, or its content cannot be trusted.
+    Failed(String),
+    /// `totalResults` changed between pages: the fetch may start over.
+    TotalChanged { before: u64, now: u64 },
+}
+
+/// One pass over every page.
+struct Attempt {
+    collected: Collected,
+    stop: Option<Stop>,
+}
+
+/// The users received so far in one pass, in page order, each id once.
+#[derive(Default)]
+struct Collected {
+    accounts: Vec<(Account, String)>,
+    index_of: HashMap<String, usize>,
+    total: Option<u64>,
+    /// Resources received, a user served twice counted twice.
+    received: u64,
+    pages: u32,
+}
+
+impl Collected {
+    /// Adds one page, in order. Returns how many resources it held.
+    fn absorb(&mut self, start: u64, page: Page) -> Result<u64, Stop> {
+        self.pages += 1;
+        match (self.total, page.total_results) {
+            (_, None) => {
+                return Err(Stop::Failed(format!(
+                    "page at startIndex {start} has no totalResults"
+                )));
+            }
+            (None, Some(now)) => self.total = Some(now),
+            (Some(before), Some(now)) if before != now => {
+                return Err(Stop::TotalChanged { before, now });
+            }
+            _ => {}
+        }
+        let received = page.accounts.len() as u64;
+        for (account, raw) in page.accounts {
+            match self.index_of.get(&account.id) {
+                Some(&i) if self.accounts[i].0 != account => {
+                    return Err(Stop::Failed(format!(
+                        "user id {} came back with different content on two pages (the \
+                         second time at startIndex {start})",
+                        account.id
+                    )));
+                }
+                Some(_) => debug!(id = %account.id, "same user served twice; kept once"),
+                None => {
+                    self.index_of
+                        .insert(account.id.clone(), self.accounts.len());
+                    self.accounts.push((account, raw));
+                }
+            }
+        }
+        self.received += received;
+        Ok(received)
+    }
+
+    fn total(&self) -> u64 {
+        self.total.unwrap_or(0)
+    }
+
+    /// The snapshot and whether it can be trusted.
+    fn judge(self, stop: Option<Stop>, restarts: u32) -> Fetched {
+        let unique = self.accounts.len() as u64;
+        let completeness = match (stop, self.total) {
+            (Some(Stop::Failed(reason)), _) => Completeness::Incomplete { reason },
+            (Some(Stop::TotalChanged { before, now }), _) => Completeness::Incomplete {
+                reason: format!(
+                    "totalResults changed from {before} to {now} during the fetch{}; users \
+                     were being added or removed: take the snapshot again later, or raise \
+                     `scim.max_restarts`",
+                    match restarts {
+                        0 => String::new(),
+                        n => format!(", again after {n} restart{}", if n == 1 { "" } else { "s" }),
+                    }
+                ),
+            },
+            (None, Some(total)) if unique != total => Completeness::Incomplete {
+                reason: format!("{unique} unique user ids do not add up to totalResults {total}"),
+            },
+            (None, None) => Completeness::Incomplete {
+                reason: "no page was received".into(),
+            },
+            (None, Some(_)) => Completeness::Complete,
+        };
+        Fetched {
+            accounts: self.accounts,
+            total_results: self.total,
+            pages: self.pages,
+            completeness,
+        }
+    }
+}
+
+/// One pass: the first page, the planned pages at once, then sequential paging from the
+/// first gap if there is one.
+async fn fetch_once(pager: &Arc<Pager>, plan: Plan, bar: &indicatif::ProgressBar) -> Attempt {
+    let mut collected = Collected::default();
+    let stop = page_all(pager, plan, bar, &mut collected).await.err();
+    Attempt { collected, stop }
+}
+
+async fn page_all(
+    pager: &Arc<Pager>,
+    plan: Plan,
+    bar: &indicatif::ProgressBar,
+    got: &mut Collected,
+) -> Result<(), Stop> {
+    let first = pager
+        .page(1, plan.count, plan.sort)
+        .await
+        .map_err(Stop::Failed)?;
+    let first_size = got.absorb(1, first)?;
+    let total = got.total();
+    bar.set_length(total);
+    bar.set_position(got.accounts.len() as u64);
+    if got.received >= total {
+        return Ok(());
+    }
+    if first_size == 0 {
+        return Err(empty_page(1, got));
+    }
+
+    let offsets: Vec<u64> = (1..)
+        .map(|k| 1 + k * first_size)
+        .take_while(|start| *start <= total)
+        .collect();
+    let resume_at = if pager.concurrency() > 1 && offsets.len() > 1 {
+        concurrent(pager, plan, bar, got, &offsets, first_size).await?
+    } else {
+        offsets.first().copied()
+    };
+    if let Some(start) = resume_at {
+        sequential(pager, plan, bar, got, start).await?;
+    }
+    Ok(())
+}
+
+/// Fetches the planned pages a few at a time and adds them in order. Returns where to go
+/// on sequentially when a page came back with another size than planned.
+async fn concurrent(
+    pager: &Arc<Pager>,
+    plan: Plan,
+    bar: &indicatif::ProgressBar,
+    got: &mut Collected,
+    offsets: &[u64],
+    first_size: u64,
+) -> Result<Option<u64>, Stop> {
+    let total = got.total();
+    let count = u32::try_from(first_size).unwrap_or(MAX_PAGE);
+    let mut tasks = JoinSet::new();
+    let mut arrived: BTreeMap<usize, Result<Page, String>> = BTreeMap::new();
+    let (mut launched, mut absorbed, mut in_flight) = (0, 0, 0);
+
+    let resume_at = loop {
+        while launched < offsets.len() && in_flight < pager.concurrency() {
+            let (pager, index, start) = (pager.clone(), launched, offsets[launched]);
+            tasks.spawn(async move { (index, pager.page(start, count, plan.sort).await) });
+            launched += 1;
+            in_flight += 1;
+        }
+
+        let mut gap = None;
+        while let Some(result) = arrived.remove(&absorbed) {
+            let start = offsets[absorbed];
+            let received = got.absorb(start, result.map_err(Stop::Failed)?)?;
+            bar.set_position(got.accounts.len() as u64);
+            absorbed += 1;
+            let planned = first_size.min(total - (start - 1));
+            if received != planned {
+                debug!(
+                    start,
+                    received, planned, "page size differs from the plan; paging sequentially"
+                );
+                gap = Some(start + received);
+                break;
+            }
+        }
+        if gap.is_some() || absorbed == offsets.len() {
+            break gap.filter(|_| got.received < total);
+        }
+
+        match tasks.join_next().await {
+            Some(Ok((index, result))) => {
+                in_flight -= 1;
+                arrived.insert(index, result);
+            }
+            Some(Err(e)) => {
+                return Err(Stop::Failed(format!("a page request stopped: {e}")));
+            }
+            None => return Err(Stop::Failed("page requests ended before every page".into())),
+        }
+    };
+    tasks.abort_all();
+    Ok(resume_at)
+}
+
+/// Pages one after the other from `start`, each `startIndex` the previous one plus the
+/// resources received, until `totalResults` resources have arrived.
+async fn sequential(
+    pager: &Pager,
+    plan: Plan,
+    bar: &indicatif::ProgressBar,
+    got: &mut Collected,
+    mut start: u64,
+) -> Result<(), Stop> {
+    while got.received < got.total() {
+        let page = pager
+            .page(start, plan.count, plan.sort)
+            .await
+            .map_err(Stop::Failed)?;
+        let received = got.absorb(start, page)?;
+        bar.set_position(got.accounts.len() as u64);
+        if received == 0 {
+            return Err(empty_page(start, got));
+        }
+        start += received;
+    }
+    Ok(())
+}
+
+fn empty_page(start: u64, got: &Collected) -> Stop {
+    Stop::Failed(format!(
+        "page at startIndex {start} was empty after {} of {} users",
+        got.received,
+        got.total()
+    ))
 }
 
 fn progress_bar(wanted: bool) -> indicatif::ProgressBar {
@@ -250,70 +538,184 @@ fn progress_bar(wanted: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// One page of `/Users`, its resources read into accounts.
 #[derive(Debug)]
 struct Page {
     total_results: Option<u64>,
-    resources: Vec<Value>,
-    received: u64,
+    accounts: Vec<(Account, String)>,
 }
 
-struct Pager<'a> {
+/// Sends the requests of one fetch, under one retry budget.
+struct Pager {
     client: reqwest::Client,
     base: Url,
-    token: &'a str,
+    token: String,
     settings: ClientSettings,
-    retries_used: u32,
+    retries_used: AtomicU32,
+    /// Pages in flight at most; halved after each 429, never below one.
+    concurrency: AtomicUsize,
 }
 
-impl Pager<'_> {
-    /// One page, retried under the fetch's single retry budget.
-    async fn page(&mut self, start: u64, count: u32) -> Result<Page, HttpError> {
+/// How one attempt at a request ended.
+enum Retry {
+    /// Wait as the server asked, then retry.
+    After(Duration, String),
+    /// Back off exponentially, then retry.
+    Backoff(String),
+    /// Retrying cannot help.
+    Fatal(HttpError),
+}
+
+impl Pager {
+    fn concurrency(&self) -> usize {
+        self.concurrency.load(Ordering::Relaxed).max(1)
+    }
+
+    /// Halves the concurrency after a 429, so the server is asked less at once.
+    fn slow_down(&self) {
+        let before = self
+            .concurrency
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c > 1).then_some(c / 2)
+            });
+        if let Ok(before) = before {
+            info!(
+                from = before,
+                to = before / 2,
+                "rate limited; fewer pages at once"
+            );
+        }
+    }
+
+    /// Takes one retry from the fetch's budget; `false` when none is left.
+    fn take_retry(&self) -> bool {
+        self.retries_used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used < self.settings.max_retries).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    fn url(&self, segment: &str) -> Result<Url, HttpError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| HttpError::Transport {
                 what: "SCIM URL".into(),
                 cause: "cannot be a base URL".into(),
             })?
-            .push("Users");
-        url.query_pairs_mut()
-            .append_pair("startIndex", &start.to_string())
-            .append_pair("count", &count.to_string());
-        let what = format!("GET /Users?startIndex={start}&count={count}");
+            .pop_if_empty()
+            .push(segment);
+        Ok(url)
+    }
 
-        let mut last;
+    /// Reads `/ServiceProviderConfig`. A server without one (404, 501) or with one that is
+    /// not JSON gets the cautious defaults; a refused token or an outage ends the fetch.
+    async fn provider(&self) -> Result<Provider, String> {
+        let what = "GET /ServiceProviderConfig";
+        let url = self
+            .url("ServiceProviderConfig")
+            .map_err(|e| e.to_string())?;
+        let read = |body: &str, _: &str| {
+            serde_json::from_str::<Value>(body)
+                .map(|v| Provider::parse(&v))
+                .map_err(|e| format!("not JSON: {e}"))
+        };
+        match self.get(&url, what, read).await {
+            Ok(provider) => Ok(provider),
+            Err(HttpError::Status { status, .. }) if status == 404 || status == 501 => {
+                warn!(
+                    status,
+                    "no /ServiceProviderConfig; paging without sort, at `scim.page_size`"
+                );
+                Ok(Provider::UNKNOWN)
+            }
+            Err(e) => Err(format!("reading the server's configuration failed: {e}")),
+        }
+    }
+
+    /// One page of `/Users`, retried under the fetch's single retry budget.
+    async fn page(&self, start: u64, count: u32, sort: bool) -> Result<Page, String> {
+        let failed = |e: &dyn std::fmt::Display| format!("page at startIndex {start} failed: {e}");
+        let mut url = self.url("Users").map_err(|e| failed(&e))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("startIndex", &start.to_string())
+                .append_pair("count", &count.to_string());
+            if sort {
+                query
+                    .append_pair("sortBy", "id")
+                    .append_pair("sortOrder", "ascending");
+            }
+        }
+        let what = format!("GET /Users?startIndex={start}&count={count}");
+        let resources = self
+            .get(&url, &what, parse_page)
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut accounts = Vec::with_capacity(resources.resources.len());
+        for (i, resource) in resources.resources.into_iter().enumerate() {
+            let account = parse_account(&resource).map_err(|e| {
+                format!(
+                    "page at startIndex {start}: resource {} (user {}): {e}",
+                    i + 1,
+                    start + i as u64
+                )
+            })?;
+            accounts.push((account, resource.to_string()));
+        }
+        Ok(Page {
+            total_results: resources.total_results,
+            accounts,
+        })
+    }
+
+    /// A `GET` whose body `read` turns into `T`, retried on 429, 5xx, timeouts, resets and
+    /// bodies that do not read (a proxy's error page, a cut connection).
+    #[instrument(skip_all, fields(request = %what))]
+    async fn get<T>(
+        &self,
+        url: &Url,
+        what: &str,
+        read: impl Fn(&str, &str) -> Result<T, String>,
+    ) -> Result<T, HttpError> {
         loop {
-            let attempt = self.send(&url, &what).await;
-            let wait = match attempt {
-                Ok(page) => return Ok(page),
+            let wait = match self.send(url, what, &read).await {
+                Ok(value) => return Ok(value),
                 Err(Retry::Fatal(e)) => return Err(e),
-                Err(Retry::After(wait, why)) => {
-                    last = why;
-                    wait
-                }
-                Err(Retry::Backoff(why)) => {
-                    last = why;
-                    http::backoff(self.settings.retry_base, self.retries_used)
-                }
+                Err(Retry::After(wait, why)) => (wait, why),
+                Err(Retry::Backoff(why)) => (
+                    http::backoff(
+                        self.settings.retry_base,
+                        self.retries_used.load(Ordering::Relaxed),
+                    ),
+                    why,
+                ),
             };
-            if self.retries_used >= self.settings.max_retries {
+            let (wait, last) = wait;
+            if !self.take_retry() {
                 return Err(HttpError::RetriesExhausted {
-                    what,
-                    retries: self.retries_used,
+                    what: what.to_owned(),
+                    retries: self.retries_used.load(Ordering::Relaxed),
                     last,
                 });
             }
-            self.retries_used += 1;
             let wait = wait.min(self.settings.max_wait);
-            warn!(request = %what, reason = %last, wait_ms = wait.as_millis() as u64, "retrying");
+            warn!(reason = %last, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn send(&self, url: &Url, what: &str) -> Result<Page, Retry> {
+    async fn send<T>(
+        &self,
+        url: &Url,
+        what: &str,
+        read: &impl Fn(&str, &str) -> Result<T, String>,
+    ) -> Result<T, Retry> {
         let response = self
             .client
             .get(url.clone())
-            .bearer_auth(self.token)
+            .bearer_auth(&self.token)
             .header("accept", "application/scim+json, application/json")
             .send()
             .await
@@ -321,12 +723,15 @@ impl Pager<'_> {
 
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = http::retry_after(response.headers(), chrono::Utc::now())
-                .unwrap_or_else(|| http::backoff(self.settings.retry_base, self.retries_used));
+            self.slow_down();
+            let hinted = http::retry_after(response.headers(), chrono::Utc::now());
+            let wait = hinted.unwrap_or_else(|| {
+                http::backoff(
+                    self.settings.retry_base,
+                    self.retries_used.load(Ordering::Relaxed),
+                )
+            });
             return Err(Retry::After(wait, "HTTP 429 Too Many Requests".into()));
-        }
-        if http::is_retryable(status) {
-            return Err(Retry::Backoff(format!("HTTP {}", status.as_u16())));
         }
         let content_type = response
             .headers()
@@ -339,6 +744,13 @@ impl Pager<'_> {
             .await
             .map_err(|e| Retry::Backoff(transport_cause(e)))?;
 
+        if http::is_retryable(status) {
+            return Err(Retry::Backoff(format!(
+                "HTTP {}{}",
+                status.as_u16(),
+                scim_error_detail(&body)
+            )));
+        }
         if !status.is_success() {
             return Err(Retry::Fatal(HttpError::Status {
                 what: what.to_owned(),
@@ -347,27 +759,13 @@ impl Pager<'_> {
                 hint: http::hint_for(status),
             }));
         }
-        parse_page(&body, &content_type).map_err(|cause| {
-            Retry::Fatal(HttpError::Transport {
-                what: what.to_owned(),
-                cause,
-            })
-        })
+        read(&body, &content_type).map_err(Retry::Backoff)
     }
-}
-
-enum Retry {
-    /// Wait as the server asked, then retry.
-    After(Duration, String),
-    /// Back off exponentially, then retry.
-    Backoff(String),
-    /// Retrying cannot help.
-    Fatal(HttpError),
 }
 
 fn transport_cause(e: reqwest::Error) -> String {
     if e.is_timeout() {
-        "timed out".into()
+        "timed out (raise `scim.timeout_secs` if the server is slow)".into()
     } else {
         // The URL carries no secret, but keep the message short and free of it anyway.
         http::error_chain(&e.without_url())
@@ -383,7 +781,14 @@ fn scim_error_detail(body: &str) -> String {
         .unwrap_or_default()
 }
 
-fn parse_page(body: &str, content_type: &str) -> Result<Page, String> {
+/// A ListResponse body, before its resources are read.
+#[derive(Debug)]
+struct ListPage {
+    total_results: Option<u64>,
+    resources: Vec<Value>,
+}
+
+fn parse_page(body: &str, content_type: &str) -> Result<ListPage, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| {
         let kind = if content_type.is_empty() {
             "no content type"
@@ -392,24 +797,26 @@ fn parse_page(body: &str, content_type: &str) -> Result<Page, String> {
         };
         format!("the body is not SCIM JSON ({kind}): {e}")
     })?;
-    let object = value
-        .as_object()
-        .ok_or("the body is JSON but not a SCIM ListResponse object")?;
-    let total_results = get(object, "totalResults").and_then(|v| match v {
+    let Value::Object(mut object) = value else {
+        return Err("the body is JSON but not a SCIM ListResponse object".into());
+    };
+    let total_results = get(&object, "totalResults").and_then(|v| match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     });
-    let resources = match get(object, "Resources") {
+    let key = object
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("Resources"))
+        .cloned();
+    let resources = match key.and_then(|k| object.remove(&k)) {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Array(items)) => items,
         Some(_) => return Err("`Resources` is not an array".into()),
     };
-    let received = resources.len() as u64;
-    Ok(Page {
+    Ok(ListPage {
         total_results,
         resources,
-        received,
     })
 }
 
@@ -577,9 +984,52 @@ mod tests {
         for key in ["Resources", "resources"] {
             let body = format!(r#"{{"totalResults": 1, "{key}": [{{"id": "u"}}]}}"#);
             let page = parse_page(&body, "application/scim+json").unwrap();
-            assert_eq!(page.received, 1, "{key}");
+            assert_eq!(page.resources.len(), 1, "{key}");
             assert_eq!(page.total_results, Some(1));
         }
+    }
+
+    #[test]
+    fn the_service_provider_config_is_read_leniently() {
+        let cases = [
+            (
+                json!({"filter": {"supported": true, "maxResults": 50}, "sort": {"supported": true}}),
+                Provider {
+                    max_results: Some(50),
+                    sort: true,
+                },
+            ),
+            (
+                json!({"FILTER": {"maxresults": "120"}, "Sort": {"Supported": "true"}}),
+                Provider {
+                    max_results: Some(120),
+                    sort: true,
+                },
+            ),
+            (
+                json!({"filter": {"maxResults": 0}, "sort": {"supported": false}}),
+                Provider::UNKNOWN,
+            ),
+            (json!({}), Provider::UNKNOWN),
+            (json!("not an object"), Provider::UNKNOWN),
+        ];
+        for (body, want) in cases {
+            assert_eq!(Provider::parse(&body), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_count_is_the_smallest_of_page_size_max_results_and_200() {
+        let with = |max_results| Provider {
+            max_results,
+            sort: true,
+        };
+        assert_eq!(with(None).count(200), 200);
+        assert_eq!(with(None).count(500), 200);
+        assert_eq!(with(Some(50)).count(200), 50);
+        assert_eq!(with(Some(1000)).count(120), 120);
+        assert_eq!(with(Some(u64::MAX)).count(200), 200);
+        assert_eq!(with(Some(10)).count(0), 1);
     }
 
     #[test]

@@ -8,4 +8,5 @@ mod deploy;
 mod doctor;
 mod mail;
 mod pipeline;
+mod scim;
 mod unattended;
