@@ -54,6 +54,23 @@ impl Default for ScimConfig {
 pub struct IdpConfig {
     pub file: Option<PathBuf>,
     pub format: String,
+    /// Used when the file has no byte-order mark: `utf-8`, `utf-16le`, `utf-16be` or
+    /// `cp1252`.
+    pub encoding: String,
+    /// `auto` (sniffed from the header line), `,`, `;`, `|` or `tab`.
+    pub delimiter: String,
+    /// The IANA time zone of dates and times written without an offset.
+    pub timezone: String,
+    /// chrono's strftime syntax, e.g. `%d/%m/%Y`; the preset's format when unset.
+    pub date_format: Option<String>,
+    /// What a status the format does not know means: `active` or `terminated`. Unset,
+    /// such a status is an error.
+    pub unknown_status: Option<String>,
+    /// `generic`: the status values meaning active (default: active, enabled, true).
+    pub status_active: Option<Vec<String>>,
+    /// `generic`: the status values meaning terminated (default: terminated, suspended,
+    /// disabled, inactive, false).
+    pub status_terminated: Option<Vec<String>>,
     /// Column names for the `generic` format.
     pub columns: Columns,
 }
@@ -63,6 +80,13 @@ impl Default for IdpConfig {
         IdpConfig {
             file: None,
             format: "okta".into(),
+            encoding: "utf-8".into(),
+            delimiter: "auto".into(),
+            timezone: "UTC".into(),
+            date_format: None,
+            unknown_status: None,
+            status_active: None,
+            status_terminated: None,
             columns: Columns::default(),
         }
     }
@@ -243,6 +267,13 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.retry_base_ms", KeyType::Integer),
     ("idp.file", KeyType::Path),
     ("idp.format", KeyType::Text),
+    ("idp.encoding", KeyType::Text),
+    ("idp.delimiter", KeyType::Text),
+    ("idp.timezone", KeyType::Text),
+    ("idp.date_format", KeyType::Text),
+    ("idp.unknown_status", KeyType::Text),
+    ("idp.status_active", KeyType::List),
+    ("idp.status_terminated", KeyType::List),
     ("idp.columns.email", KeyType::Text),
     ("idp.columns.status", KeyType::Text),
     ("idp.columns.employee_id", KeyType::Text),
@@ -441,6 +472,7 @@ impl Config {
                 crate::idp::Format::NAMES
             ));
         }
+        problems.extend(self.idp.problems());
         if !["members", "insights"].contains(&self.activity.format.as_str()) {
             problems.push(format!(
                 "`activity.format` = `{}`: must be `members` or `insights`",
@@ -475,6 +507,80 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+impl IdpConfig {
+    /// What is wrong with the `[idp]` keys besides the format.
+    fn problems(&self) -> Vec<String> {
+        use crate::idp::{Encoding, Format, UnknownStatus};
+        let mut problems = Vec::new();
+        if Encoding::parse(&self.encoding).is_none() {
+            problems.push(format!(
+                "`idp.encoding` = `{}`: must be one of {}",
+                self.encoding,
+                Encoding::NAMES
+            ));
+        }
+        if crate::idp::parse_delimiter(&self.delimiter).is_none() {
+            problems.push(format!(
+                "`idp.delimiter` = `{}`: must be `auto`, `,`, `;`, `|` or `tab`",
+                self.delimiter
+            ));
+        }
+        if self.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "`idp.timezone` = `{}`: not an IANA time zone such as `UTC` or `Europe/Berlin`",
+                self.timezone
+            ));
+        }
+        if let Some(format) = &self.date_format {
+            if !crate::idp::valid_date_format(format) {
+                problems.push(format!(
+                    "`idp.date_format` = `{format}`: not a date format such as `%d/%m/%Y` \
+                     (chrono's strftime syntax)"
+                ));
+            }
+        }
+        if let Some(meaning) = &self.unknown_status {
+            if UnknownStatus::parse(meaning).is_none() {
+                problems.push(format!(
+                    "`idp.unknown_status` = `{meaning}`: must be `active` or `terminated`"
+                ));
+            }
+        }
+        let generic = Format::parse(&self.format) == Some(Format::Generic);
+        for (key, list) in [
+            ("idp.status_active", &self.status_active),
+            ("idp.status_terminated", &self.status_terminated),
+        ] {
+            match list {
+                Some(_) if !generic => problems.push(format!(
+                    "`{key}` is read only by the `generic` format; the other formats have \
+                     fixed status tables (set `idp.unknown_status` for values they do not \
+                     know)"
+                )),
+                Some(words) if words.iter().all(|w| w.trim().is_empty()) => {
+                    problems.push(format!("`{key}` is empty: list at least one value"))
+                }
+                _ => {}
+            }
+        }
+        if generic {
+            let (active, terminated) = crate::idp::generic_statuses(self);
+            let both: Vec<&String> = active.iter().filter(|w| terminated.contains(w)).collect();
+            if !both.is_empty() {
+                problems.push(format!(
+                    "`idp.status_active` and `idp.status_terminated` both list {}: a status \
+                     must mean one thing",
+                    both.iter()
+                        .map(|w| format!("`{w}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        problems
     }
 }
 
