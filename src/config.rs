@@ -802,6 +802,68 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_idp_setting_is_reported_at_once_with_its_key() {
+        let (_d, path) = file(
+            "[idp]\nformat = \"okta\"\nencoding = \"latin9\"\ndelimiter = \"::\"\n\
+             timezone = \"Mars/Olympus\"\ndate_format = \"%Q\"\nunknown_status = \"maybe\"\n\
+             status_active = [\"Employed\"]\n",
+        );
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "idp.encoding",
+            "idp.delimiter",
+            "idp.timezone",
+            "idp.date_format",
+            "idp.unknown_status",
+            "idp.status_active",
+        ] {
+            assert!(text.contains(&format!("`{key}`")), "{key}: {text}");
+        }
+        assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn idp_settings_come_from_the_environment_and_flags_too() {
+        let (c, _) = Config::load(
+            None,
+            &env(&[
+                ("HUBREVIEW_IDP_FORMAT", "generic"),
+                ("HUBREVIEW_IDP_STATUS_TERMINATED", "Left, Gone"),
+                ("HUBREVIEW_IDP_TIMEZONE", "Europe/Berlin"),
+            ]),
+            &[
+                "idp.delimiter=;".into(),
+                "idp.unknown_status=terminated".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.idp.status_terminated,
+            Some(vec!["Left".to_string(), "Gone".to_string()])
+        );
+        assert_eq!(c.idp.timezone, "Europe/Berlin");
+        assert_eq!(c.idp.delimiter, ";");
+        assert_eq!(c.idp.unknown_status.as_deref(), Some("terminated"));
+    }
+
+    #[test]
+    fn a_status_listed_as_both_active_and_terminated_is_refused() {
+        let err = Config::load(
+            None,
+            &env(&[
+                ("HUBREVIEW_IDP_FORMAT", "generic"),
+                ("HUBREVIEW_IDP_STATUS_ACTIVE", "active, On Leave"),
+                ("HUBREVIEW_IDP_STATUS_TERMINATED", "on leave"),
+            ]),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both list `on_leave`"), "{err}");
+    }
+
+    #[test]
     fn mail_to_takes_one_address_or_a_list() {
         let (_d, path) = file("[mail]\nto = \"a@x.example\"\n");
         let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();

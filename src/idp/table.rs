@@ -43,6 +43,7 @@ pub struct Table<'a> {
 
 /// The columns of a table that a preset asked for.
 pub struct Loaded {
+    path: String,
     frame: DataFrame,
     /// For each header index, its position in `frame`.
     position: Vec<Option<usize>>,
@@ -182,7 +183,11 @@ impl<'a> Table<'a> {
         for (at, index) in projection.iter().enumerate() {
             position[*index] = Some(at);
         }
-        Ok(Loaded { frame, position })
+        Ok(Loaded {
+            path: self.path.to_owned(),
+            frame,
+            position,
+        })
     }
 }
 
@@ -195,7 +200,7 @@ impl Loaded {
         let values = self.frame.columns()[at]
             .str()
             .map_err(|e| IdpError::Parse {
-                path: String::new(),
+                path: self.path.clone(),
                 what: e.to_string(),
             })?;
         Ok(Column(Some(
