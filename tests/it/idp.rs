@@ -70,6 +70,9 @@ async fn an_idp_export_that_shrank_is_refused_with_exit_3_until_accepted() {
     assert!(reason.contains("30 people, 20 (40.0%) fewer"), "{reason}");
     assert!(reason.contains("--accept-drop idp"), "{reason}");
     assert_eq!(summary["idp"]["rows"], 30, "the refused export is evidence");
+    let dirs = report_dirs(&tmp.path().join("reports"));
+    let html = std::fs::read_to_string(dirs.last().unwrap().join("report.html")).unwrap();
+    assert!(html.contains("--accept-drop idp"), "the report says why");
     assert!(
         summary["findings"]
             .as_object()
