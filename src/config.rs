@@ -64,6 +64,23 @@ impl Default for ScimConfig {
 pub struct IdpConfig {
     pub file: Option<PathBuf>,
     pub format: String,
+    /// Used when the file has no byte-order mark: `utf-8`, `utf-16le`, `utf-16be` or
+    /// `cp1252`.
+    pub encoding: String,
+    /// `auto` (sniffed from the header line), `,`, `;`, `|` or `tab`.
+    pub delimiter: String,
+    /// The IANA time zone of dates and times written without an offset.
+    pub timezone: String,
+    /// chrono's strftime syntax, e.g. `%d/%m/%Y`; the preset's format when unset.
+    pub date_format: Option<String>,
+    /// What a status the format does not know means: `active` or `terminated`. Unset,
+    /// such a status is an error.
+    pub unknown_status: Option<String>,
+    /// `generic`: the status values meaning active (default: active, enabled, true).
+    pub status_active: Option<Vec<String>>,
+    /// `generic`: the status values meaning terminated (default: terminated, suspended,
+    /// disabled, inactive, false).
+    pub status_terminated: Option<Vec<String>>,
     /// Column names for the `generic` format.
     pub columns: Columns,
 }
@@ -73,6 +90,13 @@ impl Default for IdpConfig {
         IdpConfig {
             file: None,
             format: "okta".into(),
+            encoding: "utf-8".into(),
+            delimiter: "auto".into(),
+            timezone: "UTC".into(),
+            date_format: None,
+            unknown_status: None,
+            status_active: None,
+            status_terminated: None,
             columns: Columns::default(),
         }
     }
@@ -285,6 +309,13 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.ca_file", KeyType::Path),
     ("idp.file", KeyType::Path),
     ("idp.format", KeyType::Text),
+    ("idp.encoding", KeyType::Text),
+    ("idp.delimiter", KeyType::Text),
+    ("idp.timezone", KeyType::Text),
+    ("idp.date_format", KeyType::Text),
+    ("idp.unknown_status", KeyType::Text),
+    ("idp.status_active", KeyType::List),
+    ("idp.status_terminated", KeyType::List),
     ("idp.columns.email", KeyType::Text),
     ("idp.columns.status", KeyType::Text),
     ("idp.columns.employee_id", KeyType::Text),
@@ -528,6 +559,7 @@ impl Config {
                 crate::idp::Format::NAMES
             ));
         }
+        problems.extend(self.idp.problems());
         if !["members", "insights"].contains(&self.activity.format.as_str()) {
             problems.push(format!(
                 "`activity.format` = `{}`: must be `members` or `insights`",
@@ -567,6 +599,80 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+impl IdpConfig {
+    /// What is wrong with the `[idp]` keys besides the format.
+    fn problems(&self) -> Vec<String> {
+        use crate::idp::{Encoding, Format, UnknownStatus};
+        let mut problems = Vec::new();
+        if Encoding::parse(&self.encoding).is_none() {
+            problems.push(format!(
+                "`idp.encoding` = `{}`: must be one of {}",
+                self.encoding,
+                Encoding::NAMES
+            ));
+        }
+        if crate::idp::parse_delimiter(&self.delimiter).is_none() {
+            problems.push(format!(
+                "`idp.delimiter` = `{}`: must be `auto`, `,`, `;`, `|` or `tab`",
+                self.delimiter
+            ));
+        }
+        if self.timezone.trim().parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "`idp.timezone` = `{}`: not an IANA time zone such as `UTC` or `Europe/Berlin`",
+                self.timezone
+            ));
+        }
+        if let Some(format) = &self.date_format
+            && !crate::idp::valid_date_format(format)
+        {
+            problems.push(format!(
+                "`idp.date_format` = `{format}`: not a date format such as `%d/%m/%Y` \
+                     (chrono's strftime syntax)"
+            ));
+        }
+        if let Some(meaning) = &self.unknown_status
+            && UnknownStatus::parse(meaning).is_none()
+        {
+            problems.push(format!(
+                "`idp.unknown_status` = `{meaning}`: must be `active` or `terminated`"
+            ));
+        }
+        let generic = Format::parse(&self.format) == Some(Format::Generic);
+        for (key, list) in [
+            ("idp.status_active", &self.status_active),
+            ("idp.status_terminated", &self.status_terminated),
+        ] {
+            match list {
+                Some(_) if !generic => problems.push(format!(
+                    "`{key}` is read only by the `generic` format; the other formats have \
+                     fixed status tables (set `idp.unknown_status` for values they do not \
+                     know)"
+                )),
+                Some(words) if words.iter().all(|w| w.trim().is_empty()) => {
+                    problems.push(format!("`{key}` is empty: list at least one value"))
+                }
+                _ => {}
+            }
+        }
+        if generic {
+            let (active, terminated) = crate::idp::generic_statuses(self);
+            let both: Vec<&String> = active.iter().filter(|w| terminated.contains(w)).collect();
+            if !both.is_empty() {
+                problems.push(format!(
+                    "`idp.status_active` and `idp.status_terminated` both list {}: a status \
+                     must mean one thing",
+                    both.iter()
+                        .map(|w| format!("`{w}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        problems
     }
 }
 
@@ -917,6 +1023,68 @@ mod tests {
             err.contains("HUBREVIEW_MAIL_INSECURE = `maybe`: expected true or false"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_bad_idp_setting_is_reported_at_once_with_its_key() {
+        let (_d, path) = file(
+            "[idp]\nformat = \"okta\"\nencoding = \"latin9\"\ndelimiter = \"::\"\n\
+             timezone = \"Mars/Olympus\"\ndate_format = \"%Q\"\nunknown_status = \"maybe\"\n\
+             status_active = [\"Employed\"]\n",
+        );
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "idp.encoding",
+            "idp.delimiter",
+            "idp.timezone",
+            "idp.date_format",
+            "idp.unknown_status",
+            "idp.status_active",
+        ] {
+            assert!(text.contains(&format!("`{key}`")), "{key}: {text}");
+        }
+        assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn idp_settings_come_from_the_environment_and_flags_too() {
+        let (c, _) = Config::load(
+            None,
+            &env(&[
+                ("HUBREVIEW_IDP_FORMAT", "generic"),
+                ("HUBREVIEW_IDP_STATUS_TERMINATED", "Left, Gone"),
+                ("HUBREVIEW_IDP_TIMEZONE", "Europe/Berlin"),
+            ]),
+            &[
+                "idp.delimiter=;".into(),
+                "idp.unknown_status=terminated".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.idp.status_terminated,
+            Some(vec!["Left".to_string(), "Gone".to_string()])
+        );
+        assert_eq!(c.idp.timezone, "Europe/Berlin");
+        assert_eq!(c.idp.delimiter, ";");
+        assert_eq!(c.idp.unknown_status.as_deref(), Some("terminated"));
+    }
+
+    #[test]
+    fn a_status_listed_as_both_active_and_terminated_is_refused() {
+        let err = Config::load(
+            None,
+            &env(&[
+                ("HUBREVIEW_IDP_FORMAT", "generic"),
+                ("HUBREVIEW_IDP_STATUS_ACTIVE", "active, On Leave"),
+                ("HUBREVIEW_IDP_STATUS_TERMINATED", "on leave"),
+            ]),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("both list `on_leave`"), "{err}");
     }
 
     #[test]

@@ -1,24 +1,41 @@
 //! The IdP step: reads the identity provider's or HR system's user export into people.
 //!
-//! The file is checked first (encoding, then every record with the `csv` crate, so an
-//! error can name its row), then read by polars with every column as a string, so an id
-//! such as `00042` keeps its zeros. Columns are found by name, case-insensitively.
+//! Reading goes in stages, each refusing clearly what it cannot read:
+//! 1. [`encoding`]: a byte-order mark, else `idp.encoding`, turns the bytes into UTF-8;
+//! 2. [`table`]: the `csv` crate checks every record (so an error names its row), then
+//!    polars reads the columns a preset uses, every one as a string, so `00042` stays
+//!    `00042`;
+//! 3. [`presets`]: the format's columns, found by name case-insensitively, become people;
+//!    statuses go through the format's table and dates through [`dates`].
+//!
+//! An Okta users API export (JSON) skips the table and is read by [`presets`] directly.
 
-use std::io::Cursor;
+mod dates;
+mod encoding;
+mod presets;
+mod table;
+
 use std::path::{Path, PathBuf};
 
-use chrono::NaiveDate;
-use polars::prelude::*;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+use tracing::{debug, info};
 
 use crate::config::IdpConfig;
+
+pub use dates::{DateReader, local_to_utc, valid_format as valid_date_format};
+pub use encoding::Encoding;
+pub use presets::{UnknownStatus, generic_statuses};
+pub use table::{header_key, parse_delimiter};
 
 /// One person of the export.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Person {
-    /// The record's row in the file, counting the header as row 1.
+    /// Where the person is in the file: the row as a spreadsheet shows it (the header is
+    /// row 1, or row 2 after a PowerShell `#TYPE` line); for a JSON export, the user's
+    /// position, counting from 1.
     pub row: usize,
     pub email: Option<String>,
     pub employee_id: Option<String>,
@@ -30,7 +47,18 @@ pub struct Person {
     pub status: Option<String>,
     /// The status means the person left (suspended, deprovisioned, inactive...).
     pub status_terminated: bool,
+    /// The UTC day from which the person is a leaver: the export's termination date or
+    /// time, read in `idp.timezone`.
     pub termination_date: Option<NaiveDate>,
+    /// The termination date as written in the export, for the evidence.
+    #[serde(default)]
+    pub termination_text: Option<String>,
+    /// A guest of the directory (Entra `#EXT#` or `userType` Guest), kept and marked.
+    #[serde(default)]
+    pub guest: bool,
+    /// The last sign-in the IdP knows of, where the export has it.
+    #[serde(default)]
+    pub last_sign_in: Option<DateTime<Utc>>,
 }
 
 impl Person {
@@ -47,6 +75,7 @@ pub struct Export {
     pub path: PathBuf,
     pub format: Format,
     pub sha256: String,
+    /// How many people the export holds (repeated rows collapsed, for JumpCloud).
     pub rows: usize,
     pub people: Vec<Person>,
 }
@@ -56,15 +85,23 @@ pub struct Export {
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Okta,
+    Entra,
+    Google,
+    Jumpcloud,
+    Bamboohr,
     Generic,
 }
 
 impl Format {
-    pub const NAMES: &'static str = "okta, generic";
+    pub const NAMES: &'static str = "okta, entra, google, jumpcloud, bamboohr, generic";
 
     pub fn parse(s: &str) -> Option<Format> {
         match s.trim().to_ascii_lowercase().as_str() {
             "okta" => Some(Format::Okta),
+            "entra" => Some(Format::Entra),
+            "google" => Some(Format::Google),
+            "jumpcloud" => Some(Format::Jumpcloud),
+            "bamboohr" => Some(Format::Bamboohr),
             "generic" => Some(Format::Generic),
             _ => None,
         }
@@ -73,7 +110,20 @@ impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Okta => "okta",
+            Format::Entra => "entra",
+            Format::Google => "google",
+            Format::Jumpcloud => "jumpcloud",
+            Format::Bamboohr => "bamboohr",
             Format::Generic => "generic",
+        }
+    }
+
+    /// The date format of the preset's exports, used unless `idp.date_format` is set.
+    pub fn date_format(self) -> &'static str {
+        match self {
+            Format::Entra => "%m/%d/%Y %I:%M:%S %p",
+            Format::Google => "%Y/%m/%d %H:%M:%S",
+            Format::Okta | Format::Jumpcloud | Format::Bamboohr | Format::Generic => "%Y-%m-%d",
         }
     }
 }
@@ -88,12 +138,23 @@ pub enum IdpError {
     },
     #[error("IdP export `{path}` is empty: it has no people; check that the export finished")]
     Empty { path: String },
-    #[error("IdP export `{path}` is not valid UTF-8 at byte offset {offset}; export it as UTF-8")]
-    Encoding { path: String, offset: usize },
+    #[error("IdP export `{path}`, byte offset {offset}: {what}")]
+    Encoding {
+        path: String,
+        offset: usize,
+        what: String,
+    },
     #[error("IdP export `{path}`, row {row}: {what}")]
     Row {
         path: String,
         row: usize,
+        what: String,
+    },
+    #[error("IdP export `{path}`, user {record}{}: {what}", id_suffix(.id))]
+    Record {
+        path: String,
+        record: usize,
+        id: Option<String>,
         what: String,
     },
     #[error(
@@ -108,32 +169,28 @@ pub enum IdpError {
     },
     #[error("IdP export `{path}`: {what}")]
     Parse { path: String, what: String },
+    #[error("`idp.{key}` = `{value}`: {what}")]
+    Config {
+        key: &'static str,
+        value: String,
+        what: String,
+    },
 }
 
-/// Status words every format understands, lowercased.
-const ACTIVE_WORDS: &[&str] = &[
-    "active",
-    "enabled",
-    "true",
-    "staged",
-    "provisioned",
-    "recovery",
-    "locked_out",
-    "password_expired",
-];
-const TERMINATED_WORDS: &[&str] = &[
-    "terminated",
-    "suspended",
-    "disabled",
-    "inactive",
-    "false",
-    "deprovisioned",
-];
+fn id_suffix(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|id| format!(" (`{id}`)"))
+        .unwrap_or_default()
+}
 
 /// Reads the export named by `cfg.file`.
 pub fn read(cfg: &IdpConfig) -> Result<Export, IdpError> {
     let path = cfg.file.clone().unwrap_or_default();
-    let format = Format::parse(&cfg.format).unwrap_or(Format::Generic);
+    let format = Format::parse(&cfg.format).ok_or_else(|| IdpError::Config {
+        key: "format",
+        value: cfg.format.clone(),
+        what: format!("must be one of {}", Format::NAMES),
+    })?;
     let bytes = std::fs::read(&path).map_err(|cause| IdpError::Io {
         path: path.display().to_string(),
         cause,
@@ -150,15 +207,31 @@ pub fn read_bytes(
 ) -> Result<Export, IdpError> {
     let shown = path.display().to_string();
     let sha256 = format!("{:x}", Sha256::digest(bytes));
-    let text = decode(&shown, bytes)?;
-    let table = read_table(&shown, text)?;
-    let people = match format {
-        Format::Okta => okta(&shown, &table)?,
-        Format::Generic => generic(&shown, &table, cfg)?,
+    let settings = presets::Settings::from_config(&shown, format, cfg)?;
+    let decoded = encoding::decode(bytes, settings.encoding).map_err(|e| IdpError::Encoding {
+        path: shown.clone(),
+        offset: e.offset,
+        what: e.what,
+    })?;
+    debug!(path = %shown, encoding = decoded.encoding.as_str(), "decoded the export");
+    let text = decoded.text.as_ref();
+
+    let people = if format == Format::Okta && looks_like_json(text) {
+        presets::okta_json(&settings, text)?
+    } else {
+        let table = table::Table::check(&shown, text, settings.delimiter)?;
+        presets::read_table(&settings, &table)?
     };
     if people.is_empty() {
         return Err(IdpError::Empty { path: shown });
     }
+    settings.report_unknown();
+    info!(
+        path = %shown,
+        format = format.as_str(),
+        people = people.len(),
+        "read the IdP export"
+    );
     Ok(Export {
         path: path.to_path_buf(),
         format,
@@ -168,298 +241,9 @@ pub fn read_bytes(
     })
 }
 
-/// Strips a UTF-8 BOM and refuses anything that is not UTF-8.
-fn decode<'a>(path: &str, bytes: &'a [u8]) -> Result<&'a str, IdpError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|e| IdpError::Encoding {
-        path: path.into(),
-        offset: e.valid_up_to(),
-    })
-}
-
-/// The export as strings: a header and one row of optional values per record.
-struct Table {
-    headers: Vec<String>,
-    columns: Vec<Vec<Option<String>>>,
-    rows: usize,
-}
-
-impl Table {
-    /// The index of the first header that one of `names` matches, compared by
-    /// [`header_key`].
-    fn find(&self, names: &[&str]) -> Option<usize> {
-        names.iter().find_map(|name| {
-            let wanted = header_key(name);
-            self.headers.iter().position(|h| header_key(h) == wanted)
-        })
-    }
-
-    fn value(&self, column: Option<usize>, row: usize) -> Option<&str> {
-        column.and_then(|c| self.columns[c][row].as_deref())
-    }
-
-    fn found(&self) -> String {
-        self.headers
-            .iter()
-            .map(|h| format!("`{h}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// A header reduced to what identifies it: lowercase letters and digits, without a
-/// ` [Required]`-style suffix or a `profile.` prefix.
-fn header_key(header: &str) -> String {
-    let header = header.trim();
-    let header = match header.find(" [") {
-        Some(i) if header.ends_with(']') => &header[..i],
-        _ => header,
-    };
-    let lower = header.to_lowercase();
-    let lower = lower.strip_prefix("profile.").unwrap_or(&lower);
-    lower.chars().filter(|c| c.is_alphanumeric()).collect()
-}
-
-fn read_table(path: &str, text: &str) -> Result<Table, IdpError> {
-    // The csv crate names the row of a malformed record; polars would not.
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| IdpError::Parse {
-            path: path.into(),
-            what: format!("the header line is unreadable: {e}"),
-        })?
-        .iter()
-        .map(|h| h.trim().to_owned())
-        .collect();
-    if headers.iter().all(String::is_empty) {
-        return Err(IdpError::Empty { path: path.into() });
-    }
-    let mut records = 0usize;
-    for (i, record) in reader.records().enumerate() {
-        record.map_err(|e| IdpError::Row {
-            path: path.into(),
-            row: i + 2,
-            what: match e.kind() {
-                csv::ErrorKind::UnequalLengths {
-                    expected_len, len, ..
-                } => format!("has {len} fields where the header has {expected_len}"),
-                _ => e.to_string(),
-            },
-        })?;
-        records += 1;
-    }
-    if records == 0 {
-        return Err(IdpError::Empty { path: path.into() });
-    }
-
-    let frame = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .map_parse_options(|o| o.with_missing_is_null(true))
-        .into_reader_with_file_handle(Cursor::new(text.as_bytes()))
-        .finish()
-        .map_err(|e| IdpError::Parse {
-            path: path.into(),
-            what: e.to_string(),
-        })?;
-    if frame.height() != records {
-        return Err(IdpError::Parse {
-            path: path.into(),
-            what: format!(
-                "read {} records where the file holds {records}; check its quoting",
-                frame.height()
-            ),
-        });
-    }
-    let mut columns = Vec::with_capacity(frame.width());
-    for column in frame.columns() {
-        let values = column.str().map_err(|e| IdpError::Parse {
-            path: path.into(),
-            what: e.to_string(),
-        })?;
-        columns.push(
-            values
-                .iter()
-                .map(|v| {
-                    v.map(str::trim)
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_owned)
-                })
-                .collect(),
-        );
-    }
-    Ok(Table {
-        headers,
-        columns,
-        rows: records,
-    })
-}
-
-fn okta(path: &str, table: &Table) -> Result<Vec<Person>, IdpError> {
-    let email = table.find(&["Primary Email", "email"]);
-    let login = table.find(&["Username", "login"]);
-    let second = table.find(&["Secondary Email", "secondEmail"]);
-    let employee = table.find(&["Employee Number", "employeeNumber", "Employee ID"]);
-    let first = table.find(&["First Name", "firstName"]);
-    let last = table.find(&["Last Name", "lastName"]);
-    let display = table.find(&["Display Name", "displayName"]);
-    let department = table.find(&["Department"]);
-    let status = table.find(&["Status"]);
-
-    if email.is_none() && login.is_none() {
-        return Err(missing(path, "okta", "Primary Email", table, "idp.format"));
-    }
-    let Some(status) = status else {
-        return Err(missing(path, "okta", "Status", table, "idp.format"));
-    };
-
-    let mut people = Vec::with_capacity(table.rows);
-    for row in 0..table.rows {
-        let raw_status = table.value(Some(status), row);
-        let status_terminated = status_word(raw_status, ACTIVE_WORDS, TERMINATED_WORDS)
-            .map_err(|value| unknown_status(path, row, &value))?;
-        let name = match (table.value(first, row), table.value(last, row)) {
-            (Some(f), Some(l)) => Some(format!("{f} {l}")),
-            (Some(n), None) | (None, Some(n)) => Some(n.to_owned()),
-            (None, None) => table.value(display, row).map(str::to_owned),
-        };
-        let primary = table.value(email, row).map(str::to_owned);
-        let aliases = [table.value(login, row), table.value(second, row)]
-            .into_iter()
-            .flatten()
-            .filter(|a| Some(*a) != primary.as_deref())
-            .map(str::to_owned)
-            .collect();
-        people.push(Person {
-            row: row + 2,
-            email: primary.or_else(|| table.value(login, row).map(str::to_owned)),
-            employee_id: table.value(employee, row).map(str::to_owned),
-            aliases,
-            name,
-            department: table.value(department, row).map(str::to_owned),
-            status: raw_status.map(str::to_owned),
-            status_terminated,
-            termination_date: None,
-        });
-    }
-    Ok(people)
-}
-
-fn generic(path: &str, table: &Table, cfg: &IdpConfig) -> Result<Vec<Person>, IdpError> {
-    let columns = &cfg.columns;
-    let wanted = columns.email.as_deref().unwrap_or("email");
-    let Some(email) = table.find(&[wanted]) else {
-        return Err(missing(path, "generic", wanted, table, "idp.columns.email"));
-    };
-    let optional = |name: &Option<String>, key: &'static str| -> Result<Option<usize>, IdpError> {
-        match name {
-            None => Ok(None),
-            Some(n) => table
-                .find(&[n])
-                .map(Some)
-                .ok_or_else(|| missing(path, "generic", n, table, key)),
-        }
-    };
-    let status = optional(&columns.status, "idp.columns.status")?;
-    let employee = optional(&columns.employee_id, "idp.columns.employee_id")?;
-    let aliases = optional(&columns.aliases, "idp.columns.aliases")?;
-    let termination = optional(&columns.termination_date, "idp.columns.termination_date")?;
-    let name = optional(&columns.name, "idp.columns.name")?;
-    let department = optional(&columns.department, "idp.columns.department")?;
-
-    let mut people = Vec::with_capacity(table.rows);
-    for row in 0..table.rows {
-        let raw_status = table.value(status, row);
-        let status_terminated = match status {
-            None => false,
-            Some(_) => status_word(raw_status, ACTIVE_WORDS, TERMINATED_WORDS)
-                .map_err(|value| unknown_status(path, row, &value))?,
-        };
-        let termination_date = match table.value(termination, row) {
-            None => None,
-            Some(text) => Some(parse_date(text).ok_or_else(|| IdpError::Row {
-                path: path.into(),
-                row: row + 2,
-                what: format!("termination date `{text}` is not a date (expected YYYY-MM-DD)"),
-            })?),
-        };
-        people.push(Person {
-            row: row + 2,
-            email: table.value(Some(email), row).map(str::to_owned),
-            employee_id: table.value(employee, row).map(str::to_owned),
-            aliases: table
-                .value(aliases, row)
-                .map(|list| {
-                    list.split([';', ','])
-                        .map(str::trim)
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            name: table.value(name, row).map(str::to_owned),
-            department: table.value(department, row).map(str::to_owned),
-            status: raw_status.map(str::to_owned),
-            status_terminated,
-            termination_date,
-        });
-    }
-    Ok(people)
-}
-
-/// `Ok(true)` for a terminated word, `Ok(false)` for an active one or no value, and the
-/// value itself when it is neither.
-fn status_word(value: Option<&str>, active: &[&str], terminated: &[&str]) -> Result<bool, String> {
-    let Some(value) = value else {
-        return Ok(false);
-    };
-    let word = value.trim().to_lowercase().replace([' ', '-'], "_");
-    if terminated.contains(&word.as_str()) {
-        Ok(true)
-    } else if active.contains(&word.as_str()) {
-        Ok(false)
-    } else {
-        Err(value.to_owned())
-    }
-}
-
-fn unknown_status(path: &str, row: usize, value: &str) -> IdpError {
-    IdpError::Row {
-        path: path.into(),
-        row: row + 2,
-        what: format!(
-            "status `{value}` is neither an active nor a terminated value (active: {}; \
-             terminated: {})",
-            ACTIVE_WORDS.join(", "),
-            TERMINATED_WORDS.join(", ")
-        ),
-    }
-}
-
-fn missing(
-    path: &str,
-    format: &'static str,
-    column: &str,
-    table: &Table,
-    key: &'static str,
-) -> IdpError {
-    IdpError::MissingColumn {
-        path: path.into(),
-        format,
-        column: column.into(),
-        found: table.found(),
-        key,
-    }
-}
-
-/// `YYYY-MM-DD`, optionally followed by a time, which is ignored.
-pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let day = text.trim().get(..10)?;
-    NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()
+/// Whether the text is JSON rather than CSV: it opens with `[` or `{`.
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().chars().next(), Some('[' | '{'))
 }
 
 #[cfg(test)]
@@ -467,139 +251,586 @@ mod tests {
     use super::*;
     use crate::config::Columns;
 
-    fn okta_cfg() -> IdpConfig {
-        IdpConfig::default()
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
     }
 
-    fn read_okta(text: &str) -> Result<Export, IdpError> {
-        read_bytes(
-            Path::new("okta.csv"),
-            text.as_bytes(),
-            Format::Okta,
-            &okta_cfg(),
-        )
+    fn config(format: &str) -> IdpConfig {
+        IdpConfig {
+            format: format.into(),
+            ..IdpConfig::default()
+        }
+    }
+
+    fn read_text(format: &str, text: &str, cfg: &IdpConfig) -> Result<Export, IdpError> {
+        let format = Format::parse(format).unwrap();
+        read_bytes(Path::new("export.csv"), text.as_bytes(), format, cfg)
+    }
+
+    fn fixture(name: &str, cfg: &IdpConfig) -> Result<Export, IdpError> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/idp")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        read_bytes(&path, &bytes, Format::parse(&cfg.format).unwrap(), cfg)
+    }
+
+    fn person<'a>(export: &'a Export, email: &str) -> &'a Person {
+        export
+            .people
+            .iter()
+            .find(|p| p.email.as_deref() == Some(email))
+            .unwrap_or_else(|| panic!("{email} not in {:?}", export.people))
+    }
+
+    /// A one-person export of `format` whose status column holds `value`.
+    fn status_export(format: &str, value: &str) -> String {
+        let header = match format {
+            "okta" => "Primary Email,Status",
+            "entra" => "userPrincipalName,accountEnabled",
+            "google" => "Email Address [Required],Status [READ ONLY]",
+            "jumpcloud" => "email,state",
+            "bamboohr" => "workEmail,status",
+            _ => "email,status",
+        };
+        format!("{header}\na@x.example,{value}\n")
     }
 
     #[test]
-    fn okta_statuses_map_to_active_or_terminated() {
-        let cases = [
-            ("ACTIVE", false),
-            ("STAGED", false),
-            ("PROVISIONED", false),
-            ("RECOVERY", false),
-            ("LOCKED_OUT", false),
-            ("PASSWORD_EXPIRED", false),
-            ("SUSPENDED", true),
-            ("DEPROVISIONED", true),
+    fn each_format_maps_its_statuses_by_its_table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("okta", "STAGED", false),
+            ("okta", "PROVISIONED", false),
+            ("okta", "ACTIVE", false),
+            ("okta", "RECOVERY", false),
+            ("okta", "LOCKED_OUT", false),
+            ("okta", "PASSWORD_EXPIRED", false),
+            ("okta", "Password expired", false),
+            ("okta", "Pending user action", false),
+            ("okta", "SUSPENDED", true),
+            ("okta", "DEPROVISIONED", true),
+            ("okta", "Deactivated", true),
+            ("entra", "True", false),
+            ("entra", "FALSE", true),
+            ("google", "Active", false),
+            ("google", "Suspended", true),
+            ("google", "Archived", true),
+            ("jumpcloud", "STAGED", false),
+            ("jumpcloud", "ACTIVATED", false),
+            ("jumpcloud", "SUSPENDED", true),
+            ("bamboohr", "Active", false),
+            ("bamboohr", "Inactive", true),
+            ("generic", "active", false),
+            ("generic", "Enabled", false),
+            ("generic", "TRUE", false),
+            ("generic", "terminated", true),
+            ("generic", "Suspended", true),
+            ("generic", "disabled", true),
+            ("generic", "inactive", true),
+            ("generic", "false", true),
         ];
-        for (status, terminated) in cases {
-            let text = format!("Username,Primary Email,Status\na@x.example,a@x.example,{status}\n");
-            let export = read_okta(&text).unwrap();
-            assert_eq!(export.people[0].status_terminated, terminated, "{status}");
+        for (format, value, terminated) in cases {
+            let mut cfg = config(format);
+            cfg.columns.status = Some("status".into());
+            let export = read_text(format, &status_export(format, value), &cfg)
+                .unwrap_or_else(|e| panic!("{format} {value}: {e}"));
+            assert_eq!(
+                export.people[0].status_terminated, *terminated,
+                "{format} {value}"
+            );
         }
     }
 
     #[test]
-    fn an_unknown_status_names_the_value_and_the_row() {
-        let text = "Primary Email,Status\na@x.example,ACTIVE\nb@x.example,ON_LEAVE\n";
-        let err = read_okta(text).unwrap_err().to_string();
-        assert!(err.contains("row 3"), "{err}");
-        assert!(err.contains("`ON_LEAVE`"), "{err}");
+    fn a_status_no_table_knows_is_an_error_naming_the_value_and_the_row() {
+        let cases: &[(&str, &str)] = &[
+            ("okta", "ON_LEAVE"),
+            ("entra", "Yes"),
+            ("google", "Pending"),
+            ("jumpcloud", "ACTIVE"),
+            ("bamboohr", "Terminated"),
+            ("generic", "Employed"),
+        ];
+        for (format, value) in cases {
+            let mut cfg = config(format);
+            cfg.columns.status = Some("status".into());
+            let err = read_text(format, &status_export(format, value), &cfg)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{value}`")), "{err}");
+            assert!(err.contains("row 2"), "{err}");
+            assert!(err.contains("idp.unknown_status"), "{err}");
+        }
     }
 
     #[test]
-    fn ids_keep_their_leading_zeros_even_when_a_later_row_is_not_numeric() {
+    fn unknown_status_decides_unknown_and_empty_values_when_set() {
+        for (meaning, terminated) in [("active", false), ("terminated", true)] {
+            let cfg = IdpConfig {
+                unknown_status: Some(meaning.into()),
+                ..config("okta")
+            };
+            let text = "Primary Email,Status\na@x.example,ON_LEAVE\nb@x.example,\n";
+            let export = read_text("okta", text, &cfg).unwrap();
+            assert!(
+                export
+                    .people
+                    .iter()
+                    .all(|p| p.status_terminated == terminated),
+                "{meaning}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_status_is_not_read_as_active() {
+        let text = "Primary Email,Status\na@x.example,ACTIVE\nb@x.example,\n";
+        let err = read_text("okta", text, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 3"), "{err}");
+        assert!(err.contains("column `Status` is empty"), "{err}");
+    }
+
+    #[test]
+    fn generic_status_lists_replace_the_default_words() {
+        let cfg = IdpConfig {
+            status_active: Some(vec!["Employed".into(), "On leave".into()]),
+            status_terminated: Some(vec!["Left".into()]),
+            columns: Columns {
+                status: Some("State".into()),
+                ..Columns::default()
+            },
+            ..config("generic")
+        };
+        let text = "email,State\na@x.example,employed\nb@x.example,ON LEAVE\nc@x.example,Left\n";
+        let export = read_text("generic", text, &cfg).unwrap();
+        let terminated: Vec<bool> = export.people.iter().map(|p| p.status_terminated).collect();
+        assert_eq!(terminated, [false, false, true]);
+        let err = read_text("generic", "email,State\na@x.example,active\n", &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idp.status_active"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_required_column_names_it_lists_the_found_ones_and_the_key() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("okta", "Mail,State", "Primary Email", "idp.format"),
+            ("okta", "Primary Email,State", "Status", "idp.format"),
+            ("entra", "mail,userType", "accountEnabled", "idp.format"),
+            (
+                "entra",
+                "displayName,accountEnabled",
+                "userPrincipalName",
+                "idp.format",
+            ),
+            (
+                "google",
+                "Email Address [Required],Org Unit Path [Required]",
+                "Status [READ ONLY]",
+                "idp.format",
+            ),
+            ("jumpcloud", "username,state", "email", "idp.format"),
+            (
+                "bamboohr",
+                "workEmail,employmentHistoryStatus",
+                "status",
+                "idp.format",
+            ),
+            ("generic", "Mail,status", "email", "idp.columns.email"),
+        ];
+        for (format, header, column, key) in cases {
+            let text = format!("{header}\na,b\n");
+            let err = read_text(format, &text, &config(format))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("column `{column}` not found")),
+                "{err}"
+            );
+            let found: Vec<String> = header.split(',').map(|h| format!("`{h}`")).collect();
+            assert!(err.contains(&found.join(", ")), "{err}");
+            assert!(err.contains(&format!("set `{key}`")), "{err}");
+        }
+        let cfg = IdpConfig {
+            columns: Columns {
+                termination_date: Some("Leaving".into()),
+                ..Columns::default()
+            },
+            ..config("generic")
+        };
+        let err = read_text("generic", "email\na@x.example\n", &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set `idp.columns.termination_date`"), "{err}");
+    }
+
+    #[test]
+    fn ids_keep_their_leading_zeros_even_when_row_150_is_the_first_non_numeric() {
         let mut text = String::from("Primary Email,Employee Number,Status\n");
-        for i in 0..200 {
+        for i in 0..148 {
             text.push_str(&format!("p{i}@x.example,{i:05},ACTIVE\n"));
         }
         text.push_str("last@x.example,X-1,ACTIVE\n");
-        let export = read_okta(&text).unwrap();
+        let export = read_text("okta", &text, &config("okta")).unwrap();
         assert_eq!(export.people[42].employee_id.as_deref(), Some("00042"));
-        assert_eq!(export.people[200].employee_id.as_deref(), Some("X-1"));
+        assert_eq!(export.people[148].row, 150);
+        assert_eq!(export.people[148].employee_id.as_deref(), Some("X-1"));
     }
 
     #[test]
-    fn a_bom_is_stripped_and_headers_match_case_insensitively() {
-        let text = "\u{feff}primary email,STATUS\n a@x.example ,active\n";
-        let export = read_okta(text).unwrap();
-        assert_eq!(export.people[0].email.as_deref(), Some("a@x.example"));
-    }
-
-    #[test]
-    fn a_missing_column_lists_what_was_found_and_the_key_to_set() {
-        let err = read_okta("Mail,State\na@x.example,ACTIVE\n")
+    fn invalid_utf8_names_the_byte_offset_and_is_never_read_lossily() {
+        let bytes = b"Primary Email,Status\nb\xE9@x.example,ACTIVE\n";
+        let err = read_bytes(Path::new("f.csv"), bytes, Format::Okta, &config("okta"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("column `Primary Email` not found"), "{err}");
-        assert!(err.contains("`Mail`, `State`"), "{err}");
-        assert!(err.contains("set `idp.format`"), "{err}");
+        assert!(err.contains("`f.csv`, byte offset 22"), "{err}");
+        assert!(err.contains("cp1252"), "{err}");
     }
 
     #[test]
     fn an_empty_export_is_refused() {
-        let err = read_okta("Primary Email,Status\n").unwrap_err().to_string();
-        assert!(err.contains("is empty"), "{err}");
+        for text in [
+            "",
+            "Primary Email,Status\n",
+            "\u{feff}Primary Email,Status\r\n",
+            "[]",
+        ] {
+            let err = read_text("okta", text, &config("okta")).unwrap_err();
+            assert!(matches!(err, IdpError::Empty { .. }), "{text:?}: {err}");
+        }
     }
 
     #[test]
-    fn invalid_utf8_names_the_byte_offset() {
-        let bytes = b"Primary Email,Status\nb\xE9@x.example,ACTIVE\n";
-        let err = read_bytes(Path::new("f.csv"), bytes, Format::Okta, &okta_cfg())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("byte offset 22"), "{err}");
-    }
-
-    #[test]
-    fn a_ragged_row_is_named() {
-        let err = read_okta("Primary Email,Status\na@x.example,ACTIVE,extra\n")
+    fn a_bad_termination_date_names_the_row_the_column_and_the_key() {
+        let cfg = IdpConfig {
+            columns: Columns {
+                termination_date: Some("Left On".into()),
+                ..Columns::default()
+            },
+            ..config("generic")
+        };
+        let err = read_text("generic", "email,Left On\na@x.example,31/12/2026\n", &cfg)
             .unwrap_err()
             .to_string();
         assert!(err.contains("row 2"), "{err}");
-        assert!(err.contains("3 fields where the header has 2"), "{err}");
-    }
-
-    #[test]
-    fn quoted_newlines_stay_inside_their_field() {
-        let text = "Primary Email,Department,Status\r\na@x.example,\"Research\r\nand Dev\",ACTIVE\r\nb@x.example,Ops,SUSPENDED\r\n";
-        let export = read_okta(text).unwrap();
-        assert_eq!(export.people.len(), 2);
-        assert!(export.people[1].status_terminated);
-        assert_eq!(export.people[1].row, 3);
-    }
-
-    #[test]
-    fn generic_needs_only_an_email_column_and_reads_termination_dates() {
+        assert!(err.contains("column `Left On`"), "{err}");
+        assert!(err.contains("idp.date_format"), "{err}");
         let cfg = IdpConfig {
-            file: None,
-            format: "generic".into(),
-            columns: Columns {
-                email: Some("Work Email".into()),
-                termination_date: Some("Left On".into()),
-                aliases: Some("Aliases".into()),
-                ..Columns::default()
-            },
+            date_format: Some("%d/%m/%Y".into()),
+            ..cfg
         };
-        let text = "Work Email,Left On,Aliases\na@x.example,,a2@x.example; a3@x.example\nb@x.example,2026-11-01,\n";
-        let export =
-            read_bytes(Path::new("hr.csv"), text.as_bytes(), Format::Generic, &cfg).unwrap();
-        let as_of = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
-        assert!(!export.people[0].is_terminated(as_of));
-        assert_eq!(export.people[0].aliases, ["a2@x.example", "a3@x.example"]);
-        assert!(export.people[1].is_terminated(as_of));
-        assert!(!export.people[1].is_terminated(NaiveDate::from_ymd_opt(2026, 10, 31).unwrap()));
+        let export = read_text("generic", "email,Left On\na@x.example,31/12/2026\n", &cfg).unwrap();
+        assert_eq!(export.people[0].termination_date, Some(day("2026-12-31")));
     }
 
     #[test]
-    fn generic_names_the_config_key_for_a_missing_email_column() {
+    fn a_bad_setting_is_refused_before_reading() {
         let cfg = IdpConfig {
-            format: "generic".into(),
-            ..IdpConfig::default()
+            timezone: "Mars/Olympus".into(),
+            ..config("okta")
         };
-        let err = read_bytes(Path::new("hr.csv"), b"Mail\na@x\n", Format::Generic, &cfg)
+        let err = read_text("okta", "Primary Email,Status\na,ACTIVE\n", &cfg)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("set `idp.columns.email`"), "{err}");
+        assert!(err.contains("`idp.timezone` = `Mars/Olympus`"), "{err}");
+    }
+
+    #[test]
+    fn the_okta_people_export_reads_with_its_bom_crlf_and_quoted_newline() {
+        let export = fixture("okta-people.csv", &config("okta")).unwrap();
+        assert_eq!(export.people.len(), 10);
+        let ada = person(&export, "ada.lovelace@acme.example");
+        assert_eq!(ada.employee_id.as_deref(), Some("00042"));
+        assert_eq!(
+            ada.department.as_deref(),
+            Some("Research\r\nand Development")
+        );
+        assert_eq!(ada.aliases, ["ada@personal.example"]);
+        assert_eq!(ada.row, 2);
+        let jose = person(&export, "jose.nunez@acme.example");
+        assert_eq!(
+            jose.name.as_deref(),
+            Some("Jos\u{e9} N\u{fa}\u{f1}ez"),
+            "NFC"
+        );
+        let terminated: Vec<&str> = export
+            .people
+            .iter()
+            .filter(|p| p.status_terminated)
+            .filter_map(|p| p.email.as_deref())
+            .collect();
+        assert_eq!(
+            terminated,
+            ["s.suspended@acme.example", "d.deprovisioned@acme.example"]
+        );
+        let login_only = person(&export, "login.only@acme.example");
+        assert!(login_only.aliases.is_empty());
+        let keyless = export.people.last().unwrap();
+        assert_eq!((keyless.row, keyless.email.as_ref()), (11, None));
+        assert_eq!(keyless.name.as_deref(), Some("No Key"));
+    }
+
+    #[test]
+    fn the_okta_users_api_export_reads_over_its_pages() {
+        let export = fixture("okta-users-api.json", &config("okta")).unwrap();
+        assert_eq!(export.people.len(), 8);
+        let grace = person(&export, "grace.hopper@acme.example");
+        assert_eq!(grace.row, 1);
+        assert_eq!(grace.employee_id.as_deref(), Some("0007"));
+        assert_eq!(grace.aliases, ["grace@navy.example"]);
+        assert_eq!(
+            grace.last_sign_in.map(|t| t.to_rfc3339()),
+            Some("2026-11-29T08:15:00+00:00".into())
+        );
+        let statuses: Vec<(&str, bool)> = export
+            .people
+            .iter()
+            .map(|p| (p.status.as_deref().unwrap(), p.status_terminated))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("ACTIVE", false),
+                ("STAGED", false),
+                ("PROVISIONED", false),
+                ("RECOVERY", false),
+                ("LOCKED_OUT", false),
+                ("PASSWORD_EXPIRED", false),
+                ("SUSPENDED", true),
+                ("DEPROVISIONED", true),
+            ]
+        );
+        let last = export.people.last().unwrap();
+        assert_eq!(last.row, 8);
+        assert_eq!(last.name.as_deref(), Some("Zo\u{eb} D\u{fc}rr"), "NFC");
+    }
+
+    #[test]
+    fn an_okta_api_user_without_a_status_is_named_by_position_and_id() {
+        let text = r#"[{"id":"00u1","status":"ACTIVE","profile":{"login":"a@x.example"}},
+                       {"id":"00u2","profile":{"login":"b@x.example"}}]"#;
+        let err = read_text("okta", text, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user 2 (`00u2`)"), "{err}");
+        assert!(err.contains("column `status` is empty"), "{err}");
+        let err = read_text(
+            "okta",
+            r#"{"errorCode":"E0000011","errorSummary":"Invalid token provided"}"#,
+            &config("okta"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("Okta error response"), "{err}");
+        let err = read_text("okta", "[{\"id\": 1,", &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a JSON user list at line 1"), "{err}");
+    }
+
+    #[test]
+    fn the_entra_portal_download_falls_back_to_the_upn_and_marks_guests() {
+        let export = fixture("entra-portal.csv", &config("entra")).unwrap();
+        assert_eq!(export.people.len(), 4);
+        let mary = person(&export, "mary.jackson@acme.example");
+        assert_eq!(
+            mary.employee_id.as_deref(),
+            Some("0a1b2c3d-0000-4000-8000-000000000001")
+        );
+        assert!(!mary.status_terminated && !mary.guest);
+        let katherine = person(&export, "k.johnson@acme.example");
+        assert_eq!(katherine.name.as_deref(), Some("Katherine Johnson"));
+        assert!(person(&export, "d.vaughan@acme.example").status_terminated);
+        let guest = &export.people[3];
+        assert!(guest.guest);
+        assert_eq!(
+            guest.email.as_deref(),
+            Some("chris_partner.example#EXT#@acme.onmicrosoft.example")
+        );
+        assert_eq!(guest.aliases, ["chris@partner.example"]);
+    }
+
+    #[test]
+    fn the_entra_powershell_export_reads_utf16_the_type_line_and_leave_dates_in_its_zone() {
+        let cfg = IdpConfig {
+            timezone: "America/New_York".into(),
+            ..config("entra")
+        };
+        let export = fixture("entra-powershell.csv", &cfg).unwrap();
+        assert_eq!(export.people.len(), 5);
+        let spring = person(&export, "n.spring@acme.example");
+        assert_eq!(spring.row, 3, "the #TYPE line is row 1");
+        assert_eq!(
+            spring.employee_id.as_deref(),
+            Some("1f000000-0000-4000-8000-000000000001")
+        );
+        assert_eq!(spring.termination_date, Some(day("2026-03-08")));
+        assert_eq!(
+            spring.termination_text.as_deref(),
+            Some("3/8/2026 2:30:00 AM")
+        );
+        let autumn = person(&export, "f.autumn@acme.example");
+        assert_eq!(autumn.termination_date, Some(day("2026-11-01")));
+        let late = person(&export, "late.leaver@acme.example");
+        assert_eq!(late.termination_date, Some(day("2026-12-01")), "UTC day");
+        assert!(!late.is_terminated(day("2026-11-30")));
+        let guest = person(&export, "g.guest@partner.example");
+        assert!(guest.guest && guest.status_terminated);
+        assert_eq!(
+            guest.aliases,
+            ["g.guest_partner.example#EXT#@acme.onmicrosoft.example"]
+        );
+        let keyless = export.people.last().unwrap();
+        assert_eq!((keyless.row, keyless.email.as_ref()), (7, None));
+    }
+
+    #[test]
+    fn the_google_download_reads_either_years_header() {
+        let export = fixture("google-2024.csv", &config("google")).unwrap();
+        let hedy = person(&export, "hedy.lamarr@acme.example");
+        assert_eq!(hedy.employee_id.as_deref(), Some("000123"));
+        assert_eq!(hedy.aliases, ["hedy@acme-labs.example"]);
+        assert_eq!(
+            hedy.last_sign_in.map(|t| t.to_rfc3339()),
+            Some("2024-01-31T07:55:13+00:00".into())
+        );
+        let emilie = person(&export, "emilie@acme.example");
+        assert_eq!(emilie.last_sign_in, None, "never logged in");
+        assert_eq!(emilie.name.as_deref(), Some("\u{c9}milie du Ch\u{e2}telet"));
+        assert!(person(&export, "sus.pended@acme.example").status_terminated);
+        assert!(person(&export, "arch.ived@acme.example").status_terminated);
+
+        let old = fixture("google-2019.csv", &config("google")).unwrap();
+        assert_eq!(old.people.len(), 2);
+        assert!(person(&old, "gone.away@acme.example").status_terminated);
+        assert_eq!(person(&old, "old.timer@acme.example").employee_id, None);
+    }
+
+    #[test]
+    fn the_jumpcloud_group_report_collapses_repeats_but_keeps_conflicts() {
+        let export = fixture("jumpcloud-groups.csv", &config("jumpcloud")).unwrap();
+        let emails: Vec<&str> = export
+            .people
+            .iter()
+            .filter_map(|p| p.email.as_deref())
+            .collect();
+        assert_eq!(
+            emails,
+            [
+                "rosalind.franklin@acme.example",
+                "staged.sam@acme.example",
+                "gone.gus@acme.example",
+                "two.faced@acme.example",
+                "two.faced@acme.example",
+            ]
+        );
+        assert_eq!(export.rows, 5);
+        let rosalind = person(&export, "rosalind.franklin@acme.example");
+        assert_eq!(rosalind.row, 2);
+        assert_eq!(rosalind.employee_id.as_deref(), Some("0099"));
+        assert_eq!(rosalind.department.as_deref(), Some("Structural; Biology"));
+        assert_eq!(rosalind.aliases, ["rf@lab.example"]);
+        assert!(person(&export, "gone.gus@acme.example").status_terminated);
+        assert!(!person(&export, "staged.sam@acme.example").status_terminated);
+        let two: Vec<bool> = export.people[3..]
+            .iter()
+            .map(|p| p.status_terminated)
+            .collect();
+        assert_eq!(two, [false, true]);
+    }
+
+    #[test]
+    fn the_bamboohr_report_reads_cp1252_and_termination_dates() {
+        let err = fixture("bamboohr-report.tsv", &config("bamboohr"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("byte offset"), "{err}");
+        assert!(err.contains("cp1252"), "{err}");
+
+        let cfg = IdpConfig {
+            encoding: "cp1252".into(),
+            ..config("bamboohr")
+        };
+        let export = fixture("bamboohr-report.tsv", &cfg).unwrap();
+        let as_of = day("2026-11-30");
+        let renee = person(&export, "renee.faure@acme.example");
+        assert_eq!(renee.name.as_deref(), Some("Ren\u{e9}e Faure"));
+        assert_eq!(renee.employee_id.as_deref(), Some("00007"));
+        assert_eq!(renee.termination_date, None, "0000-00-00 is no date");
+        assert!(!renee.is_terminated(as_of));
+        let zoe = person(&export, "zoe.oneil@acme.example");
+        assert_eq!(zoe.name.as_deref(), Some("Zo\u{eb} O\u{2019}Neil"));
+        assert!(zoe.is_terminated(as_of));
+        let future = person(&export, "future.leaver@acme.example");
+        assert!(!future.is_terminated(as_of), "leaves later");
+        assert!(!future.is_terminated(day("2026-12-14")));
+        assert!(future.is_terminated(day("2026-12-15")), "from that day on");
+        assert!(person(&export, "still.inactive@acme.example").is_terminated(as_of));
+        assert!(!person(&export, "con.tractor@acme.example").is_terminated(as_of));
+        let no_mail = export.people.last().unwrap();
+        assert_eq!(no_mail.email, None);
+        assert_eq!(no_mail.employee_id.as_deref(), Some("00012"));
+    }
+
+    #[test]
+    fn a_generic_export_reads_its_mapping_lists_and_dst_times() {
+        let cfg = IdpConfig {
+            timezone: "Europe/Berlin".into(),
+            date_format: Some("%Y-%m-%d %H:%M".into()),
+            status_active: Some(vec!["Employed".into()]),
+            status_terminated: Some(vec!["Left".into()]),
+            columns: Columns {
+                email: Some("Work Email".into()),
+                status: Some("State".into()),
+                employee_id: Some("Personnel No".into()),
+                aliases: Some("Other Emails".into()),
+                termination_date: Some("Leaving".into()),
+                name: Some("Full Name".into()),
+                department: Some("Team".into()),
+            },
+            ..config("generic")
+        };
+        let export = fixture("generic-hr.csv", &cfg).unwrap();
+        let ines = person(&export, "ines.ortiz@acme.example");
+        assert_eq!(ines.name.as_deref(), Some("In\u{e9}s Ortiz"));
+        assert_eq!(
+            ines.aliases,
+            ["i.ortiz@acme.example", "ines@acme-old.example"]
+        );
+        assert_eq!(ines.employee_id.as_deref(), Some("000501"));
+        assert_eq!(ines.department.as_deref(), Some("Platform"));
+        assert_eq!(
+            person(&export, "k.march@acme.example").termination_date,
+            Some(day("2026-03-29"))
+        );
+        assert_eq!(
+            person(&export, "o.october@acme.example").termination_date,
+            Some(day("2026-10-25"))
+        );
+        assert!(person(&export, "left.already@acme.example").status_terminated);
+        assert_eq!(export.people.last().unwrap().email, None);
+
+        let defaults = IdpConfig {
+            status_active: None,
+            status_terminated: None,
+            ..cfg
+        };
+        let err = fixture("generic-hr.csv", &defaults)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`Employed` in column `State`"), "{err}");
+    }
+
+    #[test]
+    fn without_a_status_column_everyone_in_a_generic_export_is_active() {
+        let export = read_text(
+            "generic",
+            "email\na@x.example\nb@x.example\n",
+            &config("generic"),
+        )
+        .unwrap();
+        assert!(export.people.iter().all(|p| !p.status_terminated));
     }
 }

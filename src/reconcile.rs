@@ -529,6 +529,18 @@ fn with_person(mut f: Finding, person: &Person, basis: Basis) -> Finding {
     if let Some(id) = &person.employee_id {
         f.evidence.insert("idp_employee_id".into(), id.clone());
     }
+    if let Some(text) = &person.termination_text {
+        f.evidence.insert("idp_termination".into(), text.clone());
+    }
+    if person.guest {
+        f.evidence.insert("idp_guest".into(), "true".into());
+    }
+    if let Some(at) = person.last_sign_in {
+        f.evidence.insert(
+            "idp_last_sign_in".into(),
+            at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+    }
     f
 }
 
@@ -1144,6 +1156,9 @@ mod tests {
             status: Some(if terminated { "SUSPENDED" } else { "ACTIVE" }.into()),
             status_terminated: terminated,
             termination_date: None,
+            termination_text: None,
+            guest: false,
+            last_sign_in: None,
         }
     }
 

@@ -169,7 +169,12 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
                 .await
         }
         Command::Snapshot(args) => job.snapshot_only(&drops(&args.accept_drop)).await,
-        Command::Reconcile(args) => job.reconcile_only(args.run, args.as_of, &args.fail_on),
+        Command::Reconcile(args) => job.reconcile_only(
+            args.run,
+            args.as_of,
+            &drops(&args.accept_drop),
+            &args.fail_on,
+        ),
         Command::Report(args) => job.report_only(args.run),
         Command::Send(args) => job.send_only(args.run, args.dry_run).await,
         Command::History(args) => job.history(args.limit),
@@ -569,6 +574,11 @@ impl Job {
             relay_failed,
         } = *steps;
         info!(run_id, %as_of, "run started");
+        if let Some(reason) = self.idp_guard(store, run_id, export, drops)? {
+            return self
+                .refuse(store, run_id, export, reason, dry_run, relay_failed)
+                .await;
+        }
 
         let (snapshot_id, completeness) = self.snapshot_step(store, run_id, token, drops).await?;
         let mut summary = Summary {
@@ -712,6 +722,94 @@ impl Job {
         }
     }
 
+    /// The IdP export's size guard: why `export` is refused, when it has fewer people than
+    /// the last export reconciled by more than both thresholds and `--accept-drop idp` was
+    /// not given.
+    /// An override is recorded in the run only when the guard tripped, so the report's
+    /// banner is never a false claim.
+    fn idp_guard(
+        &self,
+        store: &Store,
+        run_id: i64,
+        export: &Export,
+        drops: &[String],
+    ) -> Result<Option<String>> {
+        let Some((last_run, last)) = store
+            .last_reconciled_input("idp")
+            .map_err(|e| Failure::internal(&e))?
+        else {
+            return Ok(None);
+        };
+        let now = export.rows as u64;
+        let Some((dropped, percent)) = shrinkage(last.rows, now, &self.config) else {
+            return Ok(None);
+        };
+        let reason = format!(
+            "the IdP export `{}` has {now} people, {dropped} ({percent:.1}%) fewer than the \
+             last one reconciled ({} in run {last_run}); more than both \
+             review.max_drop_percent ({}) and review.max_drop_count ({})",
+            export.path.display(),
+            last.rows,
+            self.config.review.max_drop_percent,
+            self.config.review.max_drop_count
+        );
+        if drops.iter().any(|d| d == "idp") {
+            warn!(%reason, "IdP export size guard overridden by --accept-drop idp");
+            store
+                .add_accepted_drop(run_id, "idp")
+                .map_err(|e| Failure::internal(&e))?;
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "{reason}; if this is real, rerun with --accept-drop idp"
+        )))
+    }
+
+    /// Ends a run whose IdP export was refused: nothing is fetched or reconciled, the
+    /// report says why, and the run exits 3. The refused export is recorded as evidence
+    /// but never becomes the guard's baseline, since the run has no outcome.
+    async fn refuse(
+        &self,
+        store: &Store,
+        run_id: i64,
+        export: &Export,
+        reason: String,
+        dry_run: bool,
+        relay_failed: Option<&str>,
+    ) -> Result<Summary> {
+        warn!(%reason, "IdP export refused");
+        store
+            .record_input(run_id, "idp", &idp_input(export))
+            .map_err(|e| Failure::internal(&e))?;
+        // The reason is stored before the report, which reads it from the run.
+        store
+            .finish_run(run_id, "incomplete", Some(&reason), Exit::Incomplete as i32)
+            .map_err(|e| Failure::internal(&e))?;
+        let (input, written) = self.report_step(store, run_id)?;
+        let delivered = self
+            .send_step(store, run_id, &input, &written, dry_run, relay_failed)
+            .await;
+        if let Err(e) = &delivered {
+            warn!(error = %e, "delivery failed; the report stays on disk");
+        }
+        store
+            .finish_run(run_id, "incomplete", Some(&reason), Exit::Incomplete as i32)
+            .map_err(|e| Failure::internal(&e))?;
+        Ok(Summary {
+            run_id,
+            exit: Exit::Incomplete,
+            complete: false,
+            reason: Some(reason),
+            accounts: 0,
+            active_accounts: 0,
+            outcome: None,
+            report: Some(written),
+            delivery: Some(delivered),
+            fail_on: Vec::new(),
+            pruned: Vec::new(),
+        })
+    }
+
     /// Fetches a snapshot, applies the size-drop guard, and stores it.
     async fn snapshot_step(
         &self,
@@ -744,7 +842,7 @@ impl Job {
                     // Recorded only when it let something through, so the report's
                     // banner is never a false claim.
                     store
-                        .set_accepted_drops(run_id, &["scim".to_owned()])
+                        .add_accepted_drop(run_id, "scim")
                         .map_err(|e| Failure::internal(&e))?;
                 } else {
                     fetched.completeness = Completeness::Incomplete {
@@ -898,6 +996,7 @@ impl Job {
         &self,
         run: Option<i64>,
         as_of: Option<NaiveDate>,
+        drops: &[String],
         fail_on: &[Kind],
     ) -> Result<Exit> {
         self.preflight(false, true)?;
@@ -939,6 +1038,12 @@ impl Job {
                 run.id,
                 dir.display()
             )));
+        }
+        if let Some(reason) = self.idp_guard(&store, run.id, &export, drops)? {
+            return Err(Failure::new(
+                Exit::Incomplete,
+                format!("run {}: nothing was reconciled: {reason}", run.id),
+            ));
         }
         let as_of = as_of
             .or(run.as_of)
@@ -1313,6 +1418,28 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     Ok(summary.exit)
 }
 
+/// How the IdP export is recorded with a run: its path, format, SHA-256 and people.
+fn idp_input(export: &Export) -> InputFile {
+    InputFile {
+        path: export.path.clone(),
+        format: export.format.as_str().to_owned(),
+        sha256: export.sha256.clone(),
+        rows: export.rows as u64,
+    }
+}
+
+/// How much a source shrank, `(fewer, percent)`, when by more than both
+/// `review.max_drop_percent` and `review.max_drop_count`.
+fn shrinkage(before: u64, now: u64, config: &Config) -> Option<(u64, f64)> {
+    let dropped = before.saturating_sub(now);
+    if before == 0 || dropped == 0 {
+        return None;
+    }
+    let percent = dropped as f64 * 100.0 / before as f64;
+    (percent > config.review.max_drop_percent && dropped > config.review.max_drop_count)
+        .then_some((dropped, percent))
+}
+
 /// Whether the snapshot shrank by more than both thresholds; the reason if so.
 fn drop_guard(before: u64, now: u64, config: &Config) -> Option<String> {
     let dropped = before.saturating_sub(now);
@@ -1368,14 +1495,8 @@ fn reconcile_step(
     })
     .map_err(|e| Failure::internal(&e))?;
 
-    let idp_input = InputFile {
-        path: std::path::absolute(&export.path).unwrap_or_else(|_| export.path.clone()),
-        format: export.format.as_str().to_owned(),
-        sha256: export.sha256.clone(),
-        rows: export.rows as u64,
-    };
     store
-        .record_input(run_id, "idp", &idp_input)
+        .record_input(run_id, "idp", &idp_input(export))
         .map_err(|e| Failure::internal(&e))?;
     if let Some(m) = members {
         let input = InputFile {
@@ -1417,7 +1538,14 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
             ("incomplete", s.completeness.reason().map(str::to_owned))
         }
         (_, Some(_)) => ("complete", None),
-        (None, None) => ("incomplete", Some("no snapshot was taken".to_owned())),
+        (None, None) => (
+            "incomplete",
+            Some(
+                run.reason
+                    .clone()
+                    .unwrap_or_else(|| "no snapshot was taken".to_owned()),
+            ),
+        ),
         (Some(_), None) => (
             "incomplete",
             Some(
@@ -1626,5 +1754,16 @@ mod tests {
                 "--fail-on {fail_on:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_idp_export_shrinks_past_the_guard_only_when_both_thresholds_are_exceeded() {
+        let config = Config::default(); // 10 % and 5 people
+        assert_eq!(shrinkage(5, 4, &config), None, "one leaver of five");
+        assert_eq!(shrinkage(100, 94, &config), None, "6 % is under 10 %");
+        assert_eq!(shrinkage(40, 34, &config), Some((6, 15.0)));
+        assert_eq!(shrinkage(1000, 950, &config), None, "5 %");
+        assert_eq!(shrinkage(0, 0, &config), None, "no baseline");
+        assert_eq!(shrinkage(10, 12, &config), None, "growth");
     }
 }

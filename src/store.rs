@@ -463,7 +463,20 @@ impl Store {
         )
     }
 
-    pub fn set_accepted_drops(&self, run_id: i64, drops: &[String]) -> Result<()> {
+    /// Records that `source`'s size-drop guard tripped in this run and was overridden.
+    pub fn add_accepted_drop(&self, run_id: i64, source: &str) -> Result<()> {
+        let current: String = self
+            .conn
+            .query_row(
+                "SELECT accepted_drops FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut drops: Vec<&str> = current.split(',').filter(|d| !d.is_empty()).collect();
+        drops.push(source);
+        drops.sort_unstable();
+        drops.dedup();
         self.exec(
             "UPDATE runs SET accepted_drops = ?2 WHERE id = ?1",
             params![run_id, drops.join(",")],
@@ -696,6 +709,33 @@ impl Store {
                         sha256: r.get(2)?,
                         rows: r.get::<_, i64>(3)? as u64,
                     })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The input of `role` most recently used by a run that was reconciled, with that
+    /// run's id: the baseline of the export size guard. Inputs of runs refused or never
+    /// reconciled do not count, so a refused export never becomes the baseline.
+    pub fn last_reconciled_input(&self, role: &str) -> Result<Option<(i64, InputFile)>> {
+        self.conn
+            .query_row(
+                "SELECT i.run_id, i.path, i.format, i.sha256, i.rows FROM inputs i \
+                 JOIN runs r ON r.id = i.run_id \
+                 WHERE i.role = ?1 AND r.outcome_json IS NOT NULL \
+                 ORDER BY i.run_id DESC LIMIT 1",
+                params![role],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        InputFile {
+                            path: PathBuf::from(r.get::<_, String>(1)?),
+                            format: r.get(2)?,
+                            sha256: r.get(3)?,
+                            rows: r.get::<_, i64>(4)? as u64,
+                        },
+                    ))
                 },
             )
             .optional()
@@ -1226,6 +1266,40 @@ mod tests {
         );
         let latest_bad = store.snapshot(bad).unwrap().unwrap();
         assert_eq!(latest_bad.completeness.reason(), Some("page failed"));
+    }
+
+    #[test]
+    fn the_size_guard_baseline_is_the_last_input_of_a_reconciled_run() {
+        let mut store = Store::open_in_memory().unwrap();
+        let input = |rows: u64| InputFile {
+            path: "okta.csv".into(),
+            format: "okta".into(),
+            sha256: format!("{rows:064x}"),
+            rows,
+        };
+        let as_of = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let outcome = crate::reconcile::reconcile(&crate::reconcile::Inputs {
+            accounts: &[],
+            previous: None,
+            previous_snapshot: None,
+            people: &[],
+            members: None,
+            review: &crate::config::ReviewConfig::default(),
+            as_of,
+        })
+        .unwrap();
+        assert!(store.last_reconciled_input("idp").unwrap().is_none());
+
+        let reconciled = store.begin_run("run", Some(as_of)).unwrap();
+        store.record_input(reconciled, "idp", &input(100)).unwrap();
+        store.save_outcome(reconciled, as_of, &outcome).unwrap();
+        let refused = store.begin_run("run", Some(as_of)).unwrap();
+        store.record_input(refused, "idp", &input(10)).unwrap();
+
+        let (run, last) = store.last_reconciled_input("idp").unwrap().unwrap();
+        assert_eq!((run, last.rows), (reconciled, 100));
+        assert_eq!(last.sha256, format!("{:064x}", 100));
+        assert_eq!(store.input(refused, "idp").unwrap().unwrap().rows, 10);
     }
 
     #[test]

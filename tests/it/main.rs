@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod deploy;
 mod doctor;
+mod idp;
 mod mail;
 mod pipeline;
 mod scim;
