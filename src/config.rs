@@ -108,6 +108,8 @@ pub struct ReviewConfig {
     /// Price of one seat per month, in the currency of the contract.
     pub seat_price: Option<f64>,
     pub seats_purchased: Option<u64>,
+    /// The exceptions file (TOML or CSV) listing accepted findings.
+    pub exceptions: Option<PathBuf>,
 }
 
 impl Default for ReviewConfig {
@@ -118,6 +120,7 @@ impl Default for ReviewConfig {
             max_drop_count: 5,
             seat_price: None,
             seats_purchased: None,
+            exceptions: None,
         }
     }
 }
@@ -257,6 +260,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("review.max_drop_count", KeyType::Integer),
     ("review.seat_price", KeyType::Float),
     ("review.seats_purchased", KeyType::Integer),
+    ("review.exceptions", KeyType::Path),
     ("store.path", KeyType::Path),
     ("report.dir", KeyType::Path),
     ("report.organization", KeyType::Text),

@@ -1,13 +1,15 @@
 //! `hubreview`: access reviews and seat reconciliation for Docker Hub organizations.
 //!
 //! The pipeline, one module per step: [`config`] -> [`scim`] (and [`activity`]) and
-//! [`idp`] -> [`store`] -> [`reconcile`] -> [`report`] -> [`mail`]. [`run`] only orders
-//! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
+//! [`idp`] -> [`store`] -> [`reconcile`] (with [`exceptions`]) -> [`report`] -> [`mail`].
+//! [`run`] only orders them; [`cli`] parses the command line; [`demo`] serves the built-in
+//! organization.
 
 pub mod activity;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod exceptions;
 pub mod http;
 pub mod idp;
 pub mod mail;
