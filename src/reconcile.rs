@@ -1010,8 +1010,13 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
                 "account reactivated".into(),
             );
         }
-        let (old, new) = (role_text(b), role_text(a));
-        if !old.eq_ignore_ascii_case(&new) {
+        if !b
+            .role
+            .as_deref()
+            .unwrap_or("member")
+            .eq_ignore_ascii_case(a.role.as_deref().unwrap_or("member"))
+        {
+            let (old, new) = (role_text(b), role_text(a));
             let escalation = is_privileged(Some(&new)) && rank(&new) > rank(&old);
             let (severity, reason) = if escalation {
                 (
@@ -1026,11 +1031,11 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
             };
             push(a, format!("role:{old}->{new}"), severity, reason);
         }
-        let (old, new) = (
-            b.team.clone().unwrap_or_default(),
-            a.team.clone().unwrap_or_default(),
-        );
-        if old != new {
+        if b.team.as_deref().unwrap_or_default() != a.team.as_deref().unwrap_or_default() {
+            let (old, new) = (
+                b.team.clone().unwrap_or_default(),
+                a.team.clone().unwrap_or_default(),
+            );
             push(
                 a,
                 format!("team:{old}->{new}"),
@@ -1038,7 +1043,11 @@ fn drift(previous: &[Account], current: &[Account]) -> Vec<Finding> {
                 format!("team changed from `{old}` to `{new}`"),
             );
         }
-        let (old, new) = (normalize_opt(b.email()), normalize_opt(a.email()));
+        // Normalize only when the raw values differ: most accounts did not change.
+        let (old, new) = match b.email() == a.email() {
+            true => (None, None),
+            false => (normalize_opt(b.email()), normalize_opt(a.email())),
+        };
         if old != new {
             let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
             push(
@@ -1189,7 +1198,7 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         days_open: None,
     };
 
-    let mut rows_by_email: BTreeMap<String, Vec<&Person>> = BTreeMap::new();
+    let mut rows_by_email: HashMap<String, Vec<&Person>> = HashMap::with_capacity(people.len());
     for p in people {
         match normalize_opt(p.email.as_deref()) {
             Some(k) => rows_by_email.entry(k).or_default().push(p),
@@ -1208,7 +1217,12 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
             None => {}
         }
     }
-    for (email, rows) in rows_by_email.into_iter().filter(|(_, r)| r.len() > 1) {
+    let mut duplicates: Vec<(String, Vec<&Person>)> = rows_by_email
+        .into_iter()
+        .filter(|(_, r)| r.len() > 1)
+        .collect();
+    duplicates.sort_by(|x, y| x.0.cmp(&y.0));
+    for (email, rows) in duplicates {
         let listed: Vec<String> = rows.iter().map(|p| p.row.to_string()).collect();
         let terminated = rows.iter().any(|p| p.is_terminated(as_of));
         let mut f = finding(
@@ -1230,10 +1244,11 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         out.push(f);
     }
     for a in accounts {
-        let has_key = normalize_opt(a.user_name.as_deref()).is_some()
-            || a.emails.iter().any(|e| normalize(&e.value).is_some())
-            || normalize_opt(a.external_id.as_deref()).is_some()
-            || normalize_opt(a.employee_number.as_deref()).is_some();
+        let text = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+        let has_key = text(a.user_name.as_deref())
+            || a.emails.iter().any(|e| text(Some(&e.value)))
+            || text(a.external_id.as_deref())
+            || text(a.employee_number.as_deref());
         if !has_key {
             let mut f = finding(
                 format!("data_quality:account_without_key:{}", a.id),

@@ -987,6 +987,10 @@ pub fn print_summary(config: &Config, summary: &Summary) {
             };
             println!("  {:<20} {count}", kind.as_str());
         }
+        let accepted = outcome.findings.iter().filter(|f| f.is_accepted()).count();
+        if accepted > 0 {
+            println!("  (and {accepted} accepted by exceptions, not counted)");
+        }
         let seats = &outcome.seats;
         println!(
             "  seats: {} in use{}, {} reclaimable{}",
