@@ -64,7 +64,7 @@ pub enum Command {
     Send(SendArgs),
     /// Run the whole job against the built-in demo organization (no network, no setup)
     Demo(DemoArgs),
-    /// List the runs and snapshots in the store
+    /// List the runs and snapshots, and the open findings per kind over the last runs
     History(HistoryArgs),
     /// Show what changed between the snapshots of two stored runs
     Diff(DiffArgs),

@@ -142,6 +142,8 @@ pub struct ReviewConfig {
     /// Price of one seat per month, in the currency of the contract.
     pub seat_price: Option<f64>,
     pub seats_purchased: Option<u64>,
+    /// The exceptions file (TOML or CSV) listing accepted findings.
+    pub exceptions: Option<PathBuf>,
 }
 
 impl Default for ReviewConfig {
@@ -152,6 +154,7 @@ impl Default for ReviewConfig {
             max_drop_count: 5,
             seat_price: None,
             seats_purchased: None,
+            exceptions: None,
         }
     }
 }
@@ -330,6 +333,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("review.max_drop_count", KeyType::Integer),
     ("review.seat_price", KeyType::Float),
     ("review.seats_purchased", KeyType::Integer),
+    ("review.exceptions", KeyType::Path),
     ("store.path", KeyType::Path),
     ("store.keep_runs", KeyType::Integer),
     ("store.keep_days", KeyType::Integer),

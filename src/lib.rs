@@ -1,7 +1,7 @@
 //! `hubreview`: access reviews and seat reconciliation for Docker Hub organizations.
 //!
 //! The pipeline, one module per step: [`config`] -> [`scim`] (and [`activity`]) and
-//! [`idp`] -> [`store`] -> [`reconcile`] -> [`report`] -> [`mail`]. [`run`] only orders
+//! [`idp`] -> [`store`] -> [`reconcile`] (with [`exceptions`]) -> [`report`] -> [`mail`]. [`run`] only orders
 //! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
 //! [`lock`] keeps two runs from writing one store, [`metrics`] exports each run's counts,
 //! and [`doctor`] checks a setup without changing it.
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod exceptions;
 pub mod http;
 pub mod idp;
 pub mod lock;

@@ -202,6 +202,7 @@ mod tests {
                 reclaimable_total: 4,
                 ..SeatSummary::default()
             },
+            resolved: Default::default(),
             not_evaluated: Default::default(),
         }
     }

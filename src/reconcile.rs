@@ -156,6 +156,23 @@ pub struct Finding {
     pub reason: String,
     /// The fields and dates behind the finding.
     pub evidence: BTreeMap<String, String>,
+    /// The exception that names this finding, in force or expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<Acceptance>,
+    /// The review date of the first run that found it open (kept by the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<NaiveDate>,
+    /// Whole days from `first_seen` to this run's review date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_open: Option<i64>,
+}
+
+impl Finding {
+    /// Accepted by an exception still in force: shown, but not counted, and never a
+    /// reason to fail the run.
+    pub fn is_accepted(&self) -> bool {
+        self.exception.as_ref().is_some_and(|e| !e.expired)
+    }
 }
 
 /// The counts of one run: open findings per kind, `None` for a kind not evaluated.
@@ -182,6 +199,33 @@ pub struct Outcome {
     pub seats: SeatSummary,
     /// Why a kind was not evaluated, for the report.
     pub not_evaluated: BTreeMap<Kind, String>,
+    /// Findings this run found resolved, filled in from the store's history.
+    #[serde(default)]
+    pub resolved: Vec<Resolved>,
+}
+
+/// A finding that was open in an earlier run and is gone in this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub key: String,
+    pub kind: Kind,
+    /// The finding as the last run that saw it recorded it.
+    pub finding: Option<Finding>,
+    pub first_seen: Option<NaiveDate>,
+    /// The review date of the last run that saw it open.
+    pub last_seen: Option<NaiveDate>,
+    /// The review date of the run that found it gone.
+    pub resolved_on: Option<NaiveDate>,
+    /// Whole days from `first_seen` to `resolved_on`.
+    pub days_open: Option<i64>,
+    /// For a leaver: whole days from the termination date (else from `first_seen`) to
+    /// `resolved_on`.
+    pub days_to_deprovision: Option<i64>,
+    /// What `days_to_deprovision` counts from: `termination date` or `first seen`.
+    pub deprovision_counted_from: Option<String>,
+    /// For a leaver: the account in this run's snapshot, `deactivated`, `removed` or
+    /// `active` (then the IdP, not a deprovisioning, closed the finding).
+    pub account_now: Option<String>,
 }
 
 use std::collections::{HashMap, HashSet};
@@ -193,6 +237,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::activity::{Member, Seen};
 use crate::config::ReviewConfig;
+use crate::exceptions::{Acceptance, ExceptionFile};
 use crate::idp::Person;
 use crate::scim::Account;
 
@@ -214,13 +259,23 @@ pub struct Inputs<'a> {
     /// The Hub members export, for activity and members SCIM does not know.
     pub members: Option<&'a [Member]>,
     pub review: &'a ReviewConfig,
+    /// Accepted findings (`review.exceptions`).
+    pub exceptions: Option<&'a ExceptionFile>,
     pub as_of: NaiveDate,
 }
 
 /// A match key, normalized the same way on both sides: NFC, trimmed, lowercased; an
 /// empty key is `None` and never joins.
 pub fn normalize(value: &str) -> Option<String> {
-    let key: String = value.nfc().collect::<String>().trim().to_lowercase();
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    // ASCII is already in NFC: skip the composition pass for the common case.
+    if trimmed.is_ascii() {
+        return Some(trimmed.to_ascii_lowercase());
+    }
+    let key: String = trimmed.nfc().collect::<String>().trim().to_lowercase();
     (!key.is_empty()).then_some(key)
 }
 
@@ -268,13 +323,21 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
         .iter()
         .any(|p| p.status.is_some() || p.termination_date.is_some());
     let member_index = members.filter(|_| activity_known).map(MemberIndex::new);
+    let near = near_misses(inputs.accounts, inputs.people, &matches)?;
 
-    for (account, matched) in inputs.accounts.iter().zip(&matches) {
+    for (i, (account, matched)) in inputs.accounts.iter().zip(&matches).enumerate() {
         if !account.active {
             continue;
         }
         let Some((person_idx, basis)) = matched else {
-            findings.push(shadow(account));
+            let mut f = shadow(account);
+            if let Some(candidates) = near.get(&i) {
+                f.evidence.insert(
+                    "possible_alias".into(),
+                    describe_candidates(candidates, inputs.people),
+                );
+            }
+            findings.push(f);
             continue;
         };
         let person = &inputs.people[*person_idx];
@@ -348,12 +411,27 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     );
 
     findings.extend(data_quality(inputs.accounts, inputs.people, inputs.as_of));
+    let mut aliased: Vec<usize> = near.keys().copied().collect();
+    aliased.sort_unstable();
+    for i in aliased {
+        findings.push(possible_alias(
+            &inputs.accounts[i],
+            &near[&i],
+            inputs.people,
+            inputs.as_of,
+        ));
+    }
 
     // One finding per key: the first (most specific) wins.
     let mut seen = HashSet::new();
     findings.retain(|f| seen.insert(f.key.clone()));
 
-    for f in &findings {
+    if let Some(file) = inputs.exceptions {
+        crate::exceptions::apply(&mut findings, file, inputs.as_of);
+    }
+
+    // Accepted findings stay in the list but are not counted.
+    for f in findings.iter().filter(|f| !f.is_accepted()) {
         if let Some(Some(n)) = counts.get_mut(&f.kind) {
             *n += 1;
         }
@@ -368,7 +446,207 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
         counts,
         seats,
         not_evaluated,
+        resolved: Vec::new(),
     })
+}
+
+/// One way an unmatched account looks like an unmatched person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NearMiss {
+    person: usize,
+    account_key: String,
+    person_key: String,
+    /// What differs: `+tag`, `guest #EXT# form`, `another domain`.
+    how: Vec<&'static str>,
+}
+
+/// The most look-alike people listed for one account.
+const MAX_NEAR_MISSES: usize = 5;
+
+/// A match key taken apart for near-miss comparison: the local part without a `+tag`
+/// and, for a guest `local_domain#EXT#@tenant` form, the guest's own address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    local: String,
+    domain: String,
+    tagged: bool,
+    guest: bool,
+}
+
+fn shape(key: &str) -> Option<Shape> {
+    let (mut local, mut domain) = key.rsplit_once('@')?;
+    let mut guest = false;
+    if let Some(pos) = local.find("#ext#")
+        && let Some((l, d)) = local[..pos].rsplit_once('_')
+    {
+        (local, domain, guest) = (l, d, true);
+    }
+    let mut tagged = false;
+    if let Some(pos) = local.find('+').filter(|p| *p > 0) {
+        local = &local[..pos];
+        tagged = true;
+    }
+    (!local.is_empty() && !domain.is_empty()).then(|| Shape {
+        local: local.to_owned(),
+        domain: domain.to_owned(),
+        tagged,
+        guest,
+    })
+}
+
+/// Near misses: active accounts that matched nobody, compared with people nobody matched,
+/// by local part (without `+tag`, guest forms decoded). They are reported as possible
+/// aliases, never taken as matches. Only the unmatched are compared, so this stays cheap.
+fn near_misses(
+    accounts: &[Account],
+    people: &[Person],
+    matches: &[Option<(usize, Basis)>],
+) -> Result<HashMap<usize, Vec<NearMiss>>, ReconcileError> {
+    let matched_people: HashSet<usize> = matches.iter().flatten().map(|(p, _)| *p).collect();
+
+    let mut account_shapes: Vec<(usize, String, Shape)> = Vec::new();
+    for (i, a) in accounts.iter().enumerate() {
+        if !a.active || matches[i].is_some() {
+            continue;
+        }
+        let mut keys: Vec<String> = std::iter::once(a.user_name.as_deref())
+            .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
+            .filter_map(normalize_opt)
+            .collect();
+        keys.dedup();
+        for k in keys {
+            if let Some(sh) = shape(&k) {
+                account_shapes.push((i, k, sh));
+            }
+        }
+    }
+    if account_shapes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut person_shapes: Vec<(usize, String, Shape)> = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        if matched_people.contains(&i) {
+            continue;
+        }
+        for k in std::iter::once(p.email.as_deref())
+            .chain(p.aliases.iter().map(|a| Some(a.as_str())))
+            .filter_map(normalize_opt)
+        {
+            if let Some(sh) = shape(&k) {
+                person_shapes.push((i, k, sh));
+            }
+        }
+    }
+
+    let left = df!(
+        "a" => (0..account_shapes.len() as u32).collect::<Vec<u32>>(),
+        "local" => account_shapes.iter().map(|(_, _, s)| s.local.as_str()).collect::<Vec<_>>(),
+    )?;
+    let right = df!(
+        "p" => (0..person_shapes.len() as u32).collect::<Vec<u32>>(),
+        "local" => person_shapes.iter().map(|(_, _, s)| s.local.as_str()).collect::<Vec<_>>(),
+    )?;
+    let mut args = JoinArgs::new(JoinType::Inner);
+    args.nulls_equal = false;
+    let pairs = left
+        .lazy()
+        .join(right.lazy(), [col("local")], [col("local")], args)
+        .select([col("a"), col("p")])
+        .sort(["a", "p"], SortMultipleOptions::default())
+        .collect()?;
+
+    let mut out: HashMap<usize, Vec<NearMiss>> = HashMap::new();
+    let a_col = pairs.column("a")?.u32()?.clone();
+    let p_col = pairs.column("p")?.u32()?.clone();
+    for (a, p) in a_col.iter().zip(p_col.iter()) {
+        let (Some(a), Some(p)) = (a, p) else { continue };
+        let (account, account_key, a_shape) = &account_shapes[a as usize];
+        let (person, person_key, p_shape) = &person_shapes[p as usize];
+        let mut how = Vec::new();
+        if a_shape.tagged || p_shape.tagged {
+            how.push("+tag");
+        }
+        if a_shape.guest || p_shape.guest {
+            how.push("guest #EXT# form");
+        }
+        if a_shape.domain != p_shape.domain {
+            how.push("another domain");
+        }
+        if how.is_empty() {
+            continue;
+        }
+        let list = out.entry(*account).or_default();
+        if list.len() < MAX_NEAR_MISSES && list.iter().all(|n| n.person != *person) {
+            list.push(NearMiss {
+                person: *person,
+                account_key: account_key.clone(),
+                person_key: person_key.clone(),
+                how,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn describe_candidates(candidates: &[NearMiss], people: &[Person]) -> String {
+    candidates
+        .iter()
+        .map(|n| {
+            format!(
+                "`{}` ~ IdP row {} `{}` ({})",
+                n.account_key,
+                people[n.person].row,
+                n.person_key,
+                n.how.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn possible_alias(
+    account: &Account,
+    candidates: &[NearMiss],
+    people: &[Person],
+    as_of: NaiveDate,
+) -> Finding {
+    let key = format!("data_quality:possible_alias:{}", account.id);
+    let mut f = base(Kind::DataQuality, Severity::Medium, key, account);
+    let first = &candidates[0];
+    let person = &people[first.person];
+    f.person_email = person.email.clone();
+    f.person_status = person.status.clone();
+    f.match_basis = "not matched: near miss only (possible alias), never taken as a match".into();
+    let leaver = candidates
+        .iter()
+        .any(|n| people[n.person].is_terminated(as_of));
+    f.reason = format!(
+        "possible alias: `{}` looks like `{}` of IdP row {} ({}){}; confirm and add the          address to the IdP as an alias, or fix the account",
+        first.account_key,
+        first.person_key,
+        person.row,
+        first.how.join(", "),
+        match candidates.len() {
+            1 => String::new(),
+            n => format!(", and {} other look-alike(s)", n - 1),
+        }
+    );
+    if leaver {
+        f.severity = Severity::High;
+        f.reason
+            .push_str("; a look-alike person is terminated: check this account first");
+    }
+    f.evidence
+        .insert("candidates".into(), describe_candidates(candidates, people));
+    f.evidence.insert(
+        "idp_rows".into(),
+        candidates
+            .iter()
+            .map(|n| people[n.person].row.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    f
 }
 
 /// Matches every account to at most one person, in the order of the rules: employee id,
@@ -515,6 +793,9 @@ fn base(kind: Kind, severity: Severity, key: String, account: &Account) -> Findi
         match_basis: String::new(),
         reason: String::new(),
         evidence: BTreeMap::new(),
+        exception: None,
+        first_seen: None,
+        days_open: None,
     }
 }
 
@@ -795,8 +1076,13 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
                 "account reactivated".into(),
             );
         }
-        let (old, new) = (role_text(b), role_text(a));
-        if !old.eq_ignore_ascii_case(&new) {
+        if !b
+            .role
+            .as_deref()
+            .unwrap_or("member")
+            .eq_ignore_ascii_case(a.role.as_deref().unwrap_or("member"))
+        {
+            let (old, new) = (role_text(b), role_text(a));
             let escalation = is_privileged(Some(&new)) && rank(&new) > rank(&old);
             let (severity, reason) = if escalation {
                 (
@@ -811,11 +1097,11 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
             };
             push(a, format!("role:{old}->{new}"), severity, reason);
         }
-        let (old, new) = (
-            b.team.clone().unwrap_or_default(),
-            a.team.clone().unwrap_or_default(),
-        );
-        if old != new {
+        if b.team.as_deref().unwrap_or_default() != a.team.as_deref().unwrap_or_default() {
+            let (old, new) = (
+                b.team.clone().unwrap_or_default(),
+                a.team.clone().unwrap_or_default(),
+            );
             push(
                 a,
                 format!("team:{old}->{new}"),
@@ -823,7 +1109,11 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
                 format!("team changed from \"{old}\" to \"{new}\""),
             );
         }
-        let (old, new) = (normalize_opt(b.email()), normalize_opt(a.email()));
+        // Normalize only when the raw values differ: most accounts did not change.
+        let (old, new) = match b.email() == a.email() {
+            true => (None, None),
+            false => (normalize_opt(b.email()), normalize_opt(a.email())),
+        };
         if old != new {
             let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
             push(
@@ -961,6 +1251,9 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             },
             reason,
             evidence,
+            exception: None,
+            first_seen: None,
+            days_open: None,
         });
     }
     out
@@ -983,9 +1276,12 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         match_basis: String::new(),
         reason,
         evidence,
+        exception: None,
+        first_seen: None,
+        days_open: None,
     };
 
-    let mut rows_by_email: BTreeMap<String, Vec<&Person>> = BTreeMap::new();
+    let mut rows_by_email: HashMap<String, Vec<&Person>> = HashMap::with_capacity(people.len());
     for p in people {
         match normalize_opt(p.email.as_deref()) {
             Some(k) => rows_by_email.entry(k).or_default().push(p),
@@ -1004,7 +1300,12 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
             None => {}
         }
     }
-    for (email, rows) in rows_by_email.into_iter().filter(|(_, r)| r.len() > 1) {
+    let mut duplicates: Vec<(String, Vec<&Person>)> = rows_by_email
+        .into_iter()
+        .filter(|(_, r)| r.len() > 1)
+        .collect();
+    duplicates.sort_by(|x, y| x.0.cmp(&y.0));
+    for (email, rows) in duplicates {
         let listed: Vec<String> = rows.iter().map(|p| p.row.to_string()).collect();
         let terminated = rows.iter().any(|p| p.is_terminated(as_of));
         let mut f = finding(
@@ -1026,10 +1327,11 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         out.push(f);
     }
     for a in accounts {
-        let has_key = normalize_opt(a.user_name.as_deref()).is_some()
-            || a.emails.iter().any(|e| normalize(&e.value).is_some())
-            || normalize_opt(a.external_id.as_deref()).is_some()
-            || normalize_opt(a.employee_number.as_deref()).is_some();
+        let text = |v: Option<&str>| v.is_some_and(|v| !v.trim().is_empty());
+        let has_key = text(a.user_name.as_deref())
+            || a.emails.iter().any(|e| text(Some(&e.value)))
+            || text(a.external_id.as_deref())
+            || text(a.employee_number.as_deref());
         if !has_key {
             let mut f = finding(
                 format!("data_quality:account_without_key:{}", a.id),
@@ -1081,7 +1383,7 @@ fn seats(
     {
         let n = findings
             .iter()
-            .filter(|f| f.kind == kind)
+            .filter(|f| f.kind == kind && !f.is_accepted())
             .filter(|f| {
                 let who = f
                     .account_id
@@ -1110,6 +1412,7 @@ fn seats(
 mod tests {
     use super::*;
     use crate::activity::{Member, Seen};
+    use crate::exceptions::ExceptionFile;
     use crate::scim::{Account, Email};
     use chrono::{DateTime, Utc};
 
@@ -1197,6 +1500,7 @@ mod tests {
             people,
             members,
             review: &review,
+            exceptions: None,
             as_of: as_of(),
         })
         .unwrap()
@@ -1223,18 +1527,35 @@ mod tests {
         assert_eq!(normalize("   "), None);
     }
 
+    /// What one account should come to: matched to a person (by index) on a rule, or
+    /// unmatched, with or without a possible alias (the `how` it must name).
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Expect {
+        Matched(usize, Basis),
+        Unmatched,
+        Alias(&'static str),
+    }
+
     #[test]
     fn matching_rules_decide_each_account_in_order() {
         struct Case {
             name: &'static str,
-            account: Account,
+            accounts: Vec<Account>,
             people: Vec<Person>,
-            shadow: bool,
+            expect: Vec<Expect>,
         }
         let mut by_id = account("a", Some("new.name@example.com"));
         by_id.external_id = Some("00042".into());
         let mut renamed = person(2, Some("old.name@example.com"), false);
         renamed.employee_id = Some("00042".into());
+        let mut by_number = account("a", Some("x@example.com"));
+        by_number.employee_number = Some(" 7 ".into());
+        let mut numbered = person(2, Some("y@example.com"), false);
+        numbered.employee_id = Some("7".into());
+        let mut id_beats_email = account("a", Some("jane@example.com"));
+        id_beats_email.external_id = Some("E1".into());
+        let mut id_person = person(3, Some("j.doe@example.com"), false);
+        id_person.employee_id = Some("e1".into());
         let mut secondary = account("a", Some("x@other.example"));
         secondary.emails.push(Email {
             value: "jane@example.com".into(),
@@ -1243,54 +1564,198 @@ mod tests {
         });
         let mut aliased = person(2, Some("jane.doe@example.com"), false);
         aliased.aliases = vec!["JDoe@Example.com".into()];
+        let mut empty_id = account("a", Some("a@example.com"));
+        empty_id.external_id = Some("  ".into());
+        let mut no_id = person(2, Some("b@example.com"), false);
+        no_id.employee_id = Some("".into());
+        let guest = "jane.doe_gmail.example#EXT#@acme.onmicrosoft.example";
+
         let cases = [
             Case {
-                name: "case differs",
-                account: account("a", Some("Jane.Doe@Example.COM")),
+                name: "Jane.Doe@Example.COM against jane.doe@example.com",
+                accounts: vec![account("a", Some("Jane.Doe@Example.COM"))],
                 people: vec![person(2, Some("jane.doe@example.com"), false)],
-                shadow: false,
+                expect: vec![Expect::Matched(0, Basis::UserName)],
+            },
+            Case {
+                name: "spaces around the IdP email",
+                accounts: vec![account("a", Some("jane@example.com"))],
+                people: vec![person(2, Some("  jane@example.com "), false)],
+                expect: vec![Expect::Matched(0, Basis::UserName)],
             },
             Case {
                 name: "NFD against NFC",
-                account: account("a", Some("jose\u{301}@example.com")),
+                accounts: vec![account("a", Some("jose\u{301}@example.com"))],
                 people: vec![person(2, Some("jos\u{e9}@example.com"), false)],
-                shadow: false,
+                expect: vec![Expect::Matched(0, Basis::UserName)],
             },
             Case {
-                name: "renamed, matched by employee id",
-                account: by_id,
+                name: "a renamed person matched by employee id",
+                accounts: vec![by_id],
                 people: vec![renamed],
-                shadow: false,
+                expect: vec![Expect::Matched(0, Basis::EmployeeId)],
+            },
+            Case {
+                name: "enterprise employeeNumber, trimmed",
+                accounts: vec![by_number],
+                people: vec![numbered],
+                expect: vec![Expect::Matched(0, Basis::EmployeeId)],
+            },
+            Case {
+                name: "employee id wins over userName",
+                accounts: vec![id_beats_email],
+                people: vec![person(2, Some("jane@example.com"), false), id_person],
+                expect: vec![Expect::Matched(1, Basis::EmployeeId)],
+            },
+            Case {
+                name: "an empty employee id joins nothing",
+                accounts: vec![empty_id],
+                people: vec![no_id],
+                expect: vec![Expect::Unmatched],
             },
             Case {
                 name: "secondary SCIM email",
-                account: secondary,
+                accounts: vec![secondary],
                 people: vec![person(2, Some("jane@example.com"), false)],
-                shadow: false,
+                expect: vec![Expect::Matched(0, Basis::SecondaryEmail)],
             },
             Case {
                 name: "IdP alias",
-                account: account("a", Some("jdoe@example.com")),
+                accounts: vec![account("a", Some("jdoe@example.com"))],
                 people: vec![aliased],
-                shadow: false,
+                expect: vec![Expect::Matched(0, Basis::UserNameAlias)],
             },
             Case {
-                name: "a +tag address is not a match",
-                account: account("a", Some("jane+docker@example.com")),
+                name: "two service accounts without email against an HR row without email",
+                accounts: vec![account("svc1", None), account("svc2", None)],
+                people: vec![person(2, None, false)],
+                expect: vec![Expect::Unmatched, Expect::Unmatched],
+            },
+            Case {
+                name: "a person listed twice: the terminated row wins",
+                accounts: vec![account("a", Some("a@example.com"))],
+                people: vec![
+                    person(2, Some("a@example.com"), false),
+                    person(3, Some("A@Example.com"), true),
+                ],
+                expect: vec![Expect::Matched(1, Basis::UserName)],
+            },
+            Case {
+                name: "a +tag address is a possible alias, not a match",
+                accounts: vec![account("a", Some("jane+docker@example.com"))],
                 people: vec![person(2, Some("jane@example.com"), false)],
-                shadow: true,
+                expect: vec![Expect::Alias("+tag")],
+            },
+            Case {
+                name: "the same local part on another domain is a possible alias",
+                accounts: vec![account("a", Some("jane.doe@gmail.example"))],
+                people: vec![person(2, Some("jane.doe@example.com"), false)],
+                expect: vec![Expect::Alias("another domain")],
+            },
+            Case {
+                name: "a guest #EXT# form is a possible alias",
+                accounts: vec![account("a", Some(guest))],
+                people: vec![person(2, Some("Jane.Doe@gmail.example"), false)],
+                expect: vec![Expect::Alias("guest #EXT# form")],
+            },
+            Case {
+                name: "a look-alike of a person someone else matched is no alias",
+                accounts: vec![
+                    account("a", Some("jane@example.com")),
+                    account("b", Some("jane+ci@example.com")),
+                ],
+                people: vec![person(2, Some("jane@example.com"), false)],
+                expect: vec![Expect::Matched(0, Basis::UserName), Expect::Unmatched],
+            },
+            Case {
+                name: "different local parts are no alias",
+                accounts: vec![account("a", Some("janet@example.com"))],
+                people: vec![person(2, Some("jane@example.com"), false)],
+                expect: vec![Expect::Unmatched],
             },
         ];
         for case in cases {
-            let outcome = run(&[case.account], &case.people, None, None);
+            let matches = match_accounts(&case.accounts, &case.people, as_of()).unwrap();
+            let near = near_misses(&case.accounts, &case.people, &matches).unwrap();
+            let got: Vec<Expect> = matches
+                .iter()
+                .enumerate()
+                .map(|(i, m)| match (m, near.get(&i)) {
+                    (Some((p, basis)), _) => Expect::Matched(*p, *basis),
+                    (None, None) => Expect::Unmatched,
+                    (None, Some(n)) => {
+                        let how = n[0].how.join(", ");
+                        match case.expect[i] {
+                            Expect::Alias(want) if how.contains(want) => Expect::Alias(want),
+                            _ => Expect::Alias("a near miss of another kind"),
+                        }
+                    }
+                })
+                .collect();
+            assert_eq!(got, case.expect, "{}", case.name);
+
+            // The outcome agrees: every unmatched active account is a shadow, and only a
+            // near miss is a possible alias.
+            let outcome = run(&case.accounts, &case.people, None, None);
+            let unmatched = case
+                .expect
+                .iter()
+                .filter(|e| !matches!(e, Expect::Matched(..)))
+                .count();
             assert_eq!(
-                !keys(&outcome, Kind::Shadow).is_empty(),
-                case.shadow,
-                "{}: {:?}",
-                case.name,
-                outcome.findings
+                keys(&outcome, Kind::Shadow).len(),
+                unmatched,
+                "{}",
+                case.name
             );
+            let aliases = case
+                .expect
+                .iter()
+                .filter(|e| matches!(e, Expect::Alias(_)))
+                .count();
+            let found = keys(&outcome, Kind::DataQuality)
+                .iter()
+                .filter(|k| k.contains(":possible_alias:"))
+                .count();
+            assert_eq!(found, aliases, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn a_possible_alias_names_the_person_and_is_high_when_that_person_left() {
+        let accounts = [account("a", Some("jane+docker@example.com"))];
+        let people = [person(7, Some("jane@example.com"), true)];
+        let outcome = run(&accounts, &people, None, None);
+        let alias = outcome
+            .findings
+            .iter()
+            .find(|f| f.key == "data_quality:possible_alias:a")
+            .expect("a possible alias");
+        assert_eq!(alias.severity, Severity::High);
+        assert_eq!(alias.person_email.as_deref(), Some("jane@example.com"));
+        assert!(alias.reason.contains("IdP row 7"), "{}", alias.reason);
+        assert!(alias.reason.contains("terminated"), "{}", alias.reason);
+        assert!(alias.match_basis.contains("never taken as a match"));
+        assert_eq!(alias.evidence["idp_rows"], "7");
+        let shadow = outcome
+            .findings
+            .iter()
+            .find(|f| f.kind == Kind::Shadow)
+            .unwrap();
+        assert!(shadow.evidence["possible_alias"].contains("IdP row 7"));
+        // Not a match: the leaver is not reported as terminated_active.
+        assert!(keys(&outcome, Kind::TerminatedActive).is_empty());
+    }
+
+    #[test]
+    fn near_misses_list_at_most_a_few_look_alikes_per_account() {
+        let accounts = [account("a", Some("ops@example.com"))];
+        let people: Vec<Person> = (0..20)
+            .map(|i| person(i + 2, Some(&format!("ops@team{i}.example")), false))
+            .collect();
+        let matches = match_accounts(&accounts, &people, as_of()).unwrap();
+        let near = near_misses(&accounts, &people, &matches).unwrap();
+        assert_eq!(near[&0].len(), MAX_NEAR_MISSES);
     }
 
     #[test]
@@ -1571,6 +2036,7 @@ mod tests {
             people: &people,
             members: Some(&members),
             review: &review,
+            exceptions: None,
             as_of: as_of(),
         })
         .unwrap();
@@ -1663,6 +2129,7 @@ mod tests {
             people: &[],
             members: None,
             review: &review,
+            exceptions: None,
             as_of: as_of(),
         })
         .unwrap();
@@ -1672,5 +2139,62 @@ mod tests {
             f.evidence["compared_with"],
             "snapshot 4 taken 2026-11-23T06:00:00Z"
         );
+    }
+
+    fn exception_file(rows: &str) -> (tempfile::TempDir, ExceptionFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exceptions.csv");
+        std::fs::write(&path, format!("kind,account,owner,reason,expires\n{rows}")).unwrap();
+        let file = crate::exceptions::read(&path).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn an_accepted_finding_is_listed_marked_accepted_but_not_counted_nor_reclaimable() {
+        let accounts = [
+            account("svc", Some("ci-bot@example.com")),
+            account("x", Some("x@example.com")),
+        ];
+        let (_d, file) = exception_file("shadow,ci-bot@example.com,platform,CI bot,2027-01-01\n");
+        let review = ReviewConfig::default();
+        let outcome = reconcile(&Inputs {
+            accounts: &accounts,
+            previous: None,
+            previous_snapshot: None,
+            people: &[],
+            members: None,
+            review: &review,
+            exceptions: Some(&file),
+            as_of: as_of(),
+        })
+        .unwrap();
+        assert_eq!(keys(&outcome, Kind::Shadow), ["shadow:svc", "shadow:x"]);
+        let svc = &outcome.findings[0];
+        assert!(svc.is_accepted());
+        assert_eq!(svc.exception.as_ref().unwrap().owner, "platform");
+        assert_eq!(outcome.counts[&Kind::Shadow], Some(1));
+        assert_eq!(outcome.seats.reclaimable["shadow"], 1);
+    }
+
+    #[test]
+    fn an_expired_exception_stops_applying_and_the_finding_says_so() {
+        let accounts = [account("svc", Some("ci-bot@example.com"))];
+        let (_d, file) = exception_file("shadow,svc,platform,CI bot,2026-11-29\n");
+        let review = ReviewConfig::default();
+        let outcome = reconcile(&Inputs {
+            accounts: &accounts,
+            previous: None,
+            previous_snapshot: None,
+            people: &[],
+            members: None,
+            review: &review,
+            exceptions: Some(&file),
+            as_of: as_of(),
+        })
+        .unwrap();
+        let f = &outcome.findings[0];
+        assert!(!f.is_accepted());
+        assert!(f.exception.as_ref().unwrap().expired);
+        assert_eq!(outcome.counts[&Kind::Shadow], Some(1));
     }
 }

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use tera::{Context, Tera};
 use thiserror::Error;
 
-use crate::reconcile::{Finding, Kind, Outcome, SeatSummary, Severity};
+use crate::exceptions::Acceptance;
+use crate::reconcile::{Finding, Kind, Outcome, Resolved, SeatSummary, Severity};
 
 /// Everything a report shows about one run.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +35,8 @@ pub struct ReportInput {
     pub snapshot: Option<SnapshotInfo>,
     pub idp: Option<InputFile>,
     pub activity: Option<InputFile>,
+    /// The exceptions file (`review.exceptions`) the run applied, if any.
+    pub exceptions: Option<InputFile>,
     /// `None` when the run did not reconcile.
     pub outcome: Option<Outcome>,
     /// Guards this run was let through (`scim`, `idp`), from `--accept-drop`.
@@ -67,7 +70,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The columns of `findings.csv` and of every `<kind>.csv`, named like the JSON keys.
 /// `decision` and `justification` are left empty for the reviewers to fill in.
-pub const CSV_COLUMNS: [&str; 16] = [
+/// `status`, `first_seen`, `days_open` and `exception` come after them: the finding's
+/// state (`open`, `accepted`, `open (exception expired)`) and history.
+pub const CSV_COLUMNS: [&str; 20] = [
     "kind",
     "severity",
     "key",
@@ -84,6 +89,10 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "evidence",
     "decision",
     "justification",
+    "status",
+    "first_seen",
+    "days_open",
+    "exception",
 ];
 
 const REPORT_TEMPLATE: &str = include_str!("../templates/report.html");
@@ -201,6 +210,16 @@ impl ReportInput {
                     .unwrap_or_else(|| "no reason was recorded".to_string()),
             ),
         }
+    }
+
+    /// Findings of `kind` accepted by an exception in force (shown, not counted).
+    pub fn accepted(&self, kind: Kind) -> usize {
+        self.outcome().map_or(0, |o| {
+            o.findings
+                .iter()
+                .filter(|f| f.kind == kind && f.is_accepted())
+                .count()
+        })
     }
 
     /// Open findings over every evaluated kind; `None` when the run is incomplete.
@@ -399,12 +418,44 @@ fn csv_bytes(findings: &[&Finding]) -> Result<Vec<u8>, String> {
             evidence_text(&finding.evidence),
             String::new(),
             String::new(),
+            status_text(finding).to_string(),
+            finding
+                .first_seen
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            finding.days_open.map(|d| d.to_string()).unwrap_or_default(),
+            finding
+                .exception
+                .as_ref()
+                .map(exception_text)
+                .unwrap_or_default(),
         ];
         writer
             .write_record(record.iter().map(|cell| neutralize_formula(cell)))
             .map_err(|e| error_chain(&e))?;
     }
     writer.into_inner().map_err(|e| error_chain(e.error()))
+}
+
+/// A finding's state as the CSV and the report say it.
+pub fn status_text(finding: &Finding) -> &'static str {
+    match &finding.exception {
+        Some(e) if e.expired => "open (exception expired)",
+        Some(_) => "accepted",
+        None => "open",
+    }
+}
+
+/// An exception in one line: who accepted the finding, why, until when, and where.
+pub fn exception_text(e: &Acceptance) -> String {
+    format!(
+        "{} by {} until {}: {} ({})",
+        if e.expired { "expired" } else { "accepted" },
+        e.owner,
+        e.expires,
+        e.reason,
+        e.source
+    )
 }
 
 fn csv_error(dir: &Path, name: &str, cause: String) -> ReportError {
@@ -572,6 +623,12 @@ struct Summary<'a> {
     /// Exactly the kinds that are `null` in `findings`, with the reason.
     not_evaluated: ByKind<String>,
     seats: Option<&'a SeatSummary>,
+    /// Findings accepted by an exception in force, per evaluated kind; not in `findings`.
+    accepted: ByKind<usize>,
+    /// Findings whose exception has expired; they count as open.
+    expired_exceptions: usize,
+    /// Findings open in an earlier run that this run found resolved.
+    resolved: usize,
     accepted_drops: &'a [String],
     version: &'a str,
 }
@@ -597,6 +654,20 @@ impl<'a> Summary<'a> {
                     .collect(),
             ),
             seats: input.outcome().map(|outcome| &outcome.seats),
+            accepted: ByKind(
+                Kind::ALL
+                    .into_iter()
+                    .filter(|kind| input.count(*kind).is_some())
+                    .map(|kind| (kind, input.accepted(kind)))
+                    .collect(),
+            ),
+            expired_exceptions: input.outcome().map_or(0, |o| {
+                o.findings
+                    .iter()
+                    .filter(|f| f.exception.as_ref().is_some_and(|e| e.expired))
+                    .count()
+            }),
+            resolved: input.outcome().map_or(0, |o| o.resolved.len()),
             accepted_drops: &input.accepted_drops,
             version: &input.version,
         }
@@ -676,17 +747,21 @@ struct ManifestInput<'a> {
 
 impl<'a> Manifest<'a> {
     fn new(input: &'a ReportInput, files: &'a [WrittenFile]) -> Self {
-        let inputs = [("idp", &input.idp), ("activity", &input.activity)]
-            .into_iter()
-            .filter_map(|(role, file)| {
-                file.as_ref().map(|file| ManifestInput {
-                    role,
-                    path: file.path.display().to_string(),
-                    sha256: &file.sha256,
-                    rows: file.rows,
-                })
+        let inputs = [
+            ("idp", &input.idp),
+            ("activity", &input.activity),
+            ("exceptions", &input.exceptions),
+        ]
+        .into_iter()
+        .filter_map(|(role, file)| {
+            file.as_ref().map(|file| ManifestInput {
+                role,
+                path: file.path.display().to_string(),
+                sha256: &file.sha256,
+                rows: file.rows,
             })
-            .collect();
+        })
+        .collect();
         Manifest {
             schema_version: SCHEMA_VERSION,
             tool: "hubreview",
@@ -725,8 +800,28 @@ struct HtmlView {
     cards: Vec<CardView>,
     seats: Option<SeatsView>,
     sections: Vec<SectionView>,
+    /// Findings whose exception expired: they count as open again.
+    expired: Vec<ExpiredView>,
+    resolved: Vec<ResolvedView>,
     style_hash: String,
     script_hash: String,
+}
+
+#[derive(Serialize)]
+struct ExpiredView {
+    kind: &'static str,
+    who: String,
+    exception: String,
+}
+
+#[derive(Serialize)]
+struct ResolvedView {
+    kind: &'static str,
+    who: String,
+    first_seen: String,
+    resolved_on: String,
+    days_open: String,
+    deprovision: String,
 }
 
 #[derive(Serialize)]
@@ -788,6 +883,8 @@ struct SectionView {
     count_label: String,
     not_evaluated: Option<String>,
     csv: String,
+    /// Rows accepted by an exception: listed, not counted.
+    accepted: usize,
     total: usize,
     shown: usize,
     more: usize,
@@ -808,6 +905,8 @@ struct RowView {
     match_basis: String,
     reason: String,
     evidence: Vec<EvidenceView>,
+    /// `open`, `accepted` or `open (exception expired)`, with history and the exception.
+    status: String,
 }
 
 #[derive(Serialize)]
@@ -859,6 +958,7 @@ impl HtmlView {
                     count_label: count_label(count),
                     not_evaluated: input.not_evaluated_reason(kind),
                     csv: format!("{}.csv", kind.as_str()),
+                    accepted: rows.iter().filter(|f| f.is_accepted()).count(),
                     total: rows.len(),
                     shown,
                     more: rows.len() - shown,
@@ -903,6 +1003,21 @@ impl HtmlView {
                 .outcome()
                 .map(|outcome| SeatsView::new(&outcome.seats)),
             sections,
+            expired: findings
+                .iter()
+                .filter_map(|f| {
+                    let e = f.exception.as_ref().filter(|e| e.expired)?;
+                    Some(ExpiredView {
+                        kind: f.kind.as_str(),
+                        who: who(f),
+                        exception: exception_text(e),
+                    })
+                })
+                .collect(),
+            resolved: input
+                .outcome()
+                .map(|o| o.resolved.iter().map(ResolvedView::new).collect())
+                .unwrap_or_default(),
             style_hash: csp_hash(REPORT_STYLE),
             script_hash: csp_hash(REPORT_SCRIPT),
         }
@@ -956,6 +1071,40 @@ fn reclaimable_view(reclaimable: &BTreeMap<String, u64>) -> Vec<ReclaimView> {
     parts.into_iter().map(|(_, view)| view).collect()
 }
 
+/// The account or person a finding is about, as a reviewer recognizes it.
+fn who(f: &Finding) -> String {
+    [&f.email, &f.docker_id, &f.account_id, &f.person_email]
+        .into_iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| f.key.clone())
+}
+
+impl ResolvedView {
+    fn new(r: &Resolved) -> Self {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        let deprovision = match (&r.days_to_deprovision, &r.deprovision_counted_from) {
+            (Some(days), Some(from)) => format!(
+                "{days} days from the {from}; account {}",
+                r.account_now.as_deref().unwrap_or("gone")
+            ),
+            _ => match r.account_now.as_deref() {
+                Some(now) => format!("account still {now}: the IdP record changed"),
+                None => String::new(),
+            },
+        };
+        ResolvedView {
+            kind: r.kind.as_str(),
+            who: r.finding.as_ref().map_or_else(|| r.key.clone(), who),
+            first_seen: date(r.first_seen),
+            resolved_on: date(r.resolved_on),
+            days_open: r.days_open.map(|d| d.to_string()).unwrap_or_default(),
+            deprovision,
+        }
+    }
+}
+
 impl RowView {
     fn new(finding: &Finding) -> Self {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
@@ -979,6 +1128,16 @@ impl RowView {
                     value: value.clone(),
                 })
                 .collect(),
+            status: {
+                let mut text = status_text(finding).to_string();
+                if let (Some(days), Some(since)) = (finding.days_open, finding.first_seen) {
+                    text.push_str(&format!(", {days} days (since {since})"));
+                }
+                if let Some(e) = &finding.exception {
+                    text.push_str(&format!("; {}", exception_text(e)));
+                }
+                text
+            },
         }
     }
 }
@@ -1051,6 +1210,9 @@ pub(crate) mod tests {
                 ("termination_date".to_string(), "2026-11-02".to_string()),
                 ("active".to_string(), "true".to_string()),
             ]),
+            exception: None,
+            first_seen: None,
+            days_open: None,
         }
     }
 
@@ -1134,6 +1296,7 @@ pub(crate) mod tests {
                 rows: 120,
             }),
             activity: None,
+            exceptions: None,
             outcome: Some(Outcome {
                 findings,
                 counts,
@@ -1142,6 +1305,7 @@ pub(crate) mod tests {
                     Kind::IdleSeat,
                     "no activity export configured (`activity.file`)".to_string(),
                 )]),
+                resolved: Vec::new(),
             }),
             accepted_drops: Vec::new(),
             version: "0.1.0".to_string(),

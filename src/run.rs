@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use crate::activity::{self, MemberExport};
 use crate::cli::{Cli, Command, DropSource, LogFormat};
 use crate::config::{Config, Secrets};
+use crate::exceptions::{self, ExceptionFile};
 use crate::idp::{self, Export};
 use crate::lock::{LockError, RunLock};
 use crate::mail::{self, Delivery};
@@ -18,7 +19,7 @@ use crate::metrics;
 use crate::reconcile::{self, Inputs, Kind, Outcome};
 use crate::report::{self, InputFile, ReportInput, SnapshotInfo, Written};
 use crate::scim::{self, Completeness};
-use crate::store::{Retention, RunRow, SnapshotRow, Store, StoreError};
+use crate::store::{Retention, RunRow, SnapshotRow, Store, StoreError, TrendPoint};
 
 /// Prints a line on stdout. A closed pipe (`hubreview history | head`) is not an error
 /// worth a panic: the rest is dropped.
@@ -367,6 +368,7 @@ struct RunSteps<'a> {
     fail_on: &'a [Kind],
     /// Why the relay failed its connection test before the fetch, if it did.
     relay_failed: Option<&'a str>,
+    exceptions: Option<&'a ExceptionFile>,
 }
 
 impl Job {
@@ -491,6 +493,14 @@ impl Job {
         Ok((export, members))
     }
 
+    /// Reads the exceptions file, when one is configured.
+    fn read_exceptions(&self) -> Result<Option<ExceptionFile>> {
+        match &self.config.review.exceptions {
+            Some(path) => Ok(Some(exceptions::read(path).map_err(Failure::usage)?)),
+            None => Ok(None),
+        }
+    }
+
     /// `hubreview run`: every step on one new run, then the run's summary line in the log
     /// and its metrics.
     pub async fn run(
@@ -529,6 +539,7 @@ impl Job {
         let token = self.token()?;
         let (export, members) = self.read_inputs()?;
         let relay_failed = self.check_relay(dry_run).await?;
+        let exceptions = self.read_exceptions()?;
 
         let mut store = self.open_store()?;
         let run_id = store
@@ -544,6 +555,7 @@ impl Job {
             dry_run,
             fail_on,
             relay_failed: relay_failed.as_deref(),
+            exceptions: exceptions.as_ref(),
         };
         match self.run_steps(&mut store, &steps).await {
             Ok(summary) => Ok(summary),
@@ -572,6 +584,7 @@ impl Job {
             dry_run,
             fail_on,
             relay_failed,
+            exceptions,
         } = *steps;
         info!(run_id, %as_of, "run started");
         if let Some(reason) = self.idp_guard(store, run_id, export, drops)? {
@@ -612,6 +625,7 @@ impl Job {
                 snapshot_id,
                 export,
                 members,
+                exceptions,
                 as_of,
                 &self.config,
             )?;
@@ -1001,6 +1015,7 @@ impl Job {
     ) -> Result<Exit> {
         self.preflight(false, true)?;
         let (export, members) = self.read_inputs()?;
+        let exceptions = self.read_exceptions()?;
         let mut store = self.open_store()?;
         let run = match run {
             Some(id) => load_run(&store, id)?,
@@ -1054,6 +1069,7 @@ impl Job {
             snapshot_id,
             &export,
             members.as_ref(),
+            exceptions.as_ref(),
             as_of,
             &self.config,
         )?;
@@ -1235,6 +1251,11 @@ impl Job {
                 s.completeness.reason().unwrap_or("")
             );
         }
+        let trend = store.trend(limit).map_err(|e| Failure::internal(&e))?;
+        if !trend.is_empty() {
+            println!();
+            print!("{}", trend_table(&trend));
+        }
         Ok(Exit::Completed)
     }
 }
@@ -1340,6 +1361,45 @@ fn refuse_pruned(snapshot: &SnapshotRow) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Open findings per kind over the reconciled runs, oldest first: one column per run.
+/// Accepted findings are not counted; `n/a` marks a kind the run did not evaluate.
+fn trend_table(trend: &[TrendPoint]) -> String {
+    let mut out = String::from("open findings per kind (accepted ones not counted):\n");
+    let cell = |text: String| format!("  {text:>10}");
+    out.push_str(&format!("{:<20}", "run"));
+    for point in trend {
+        out.push_str(&cell(point.run_id.to_string()));
+    }
+    out.push_str(&format!("\n{:<20}", "as of"));
+    for point in trend {
+        out.push_str(&cell(
+            point
+                .as_of
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out.push('\n');
+    for kind in Kind::ALL {
+        out.push_str(&format!("{:<20}", kind.as_str()));
+        for point in trend {
+            let count = point
+                .counts
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .and_then(|(_, n)| *n);
+            out.push_str(&cell(count.map_or_else(|| "n/a".into(), |n| n.to_string())));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("{:<20}", "resolved"));
+    for point in trend {
+        out.push_str(&cell(point.resolved.to_string()));
+    }
+    out.push('\n');
+    out
 }
 
 /// `hubreview demo`: the whole job against the built-in organization, served by a local
@@ -1459,12 +1519,17 @@ fn drop_guard(before: u64, now: u64, config: &Config) -> Option<String> {
     )
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per source the step reads; a struct would only rename them"
+)]
 fn reconcile_step(
     store: &mut Store,
     run_id: i64,
     snapshot_id: i64,
     export: &Export,
     members: Option<&MemberExport>,
+    exceptions: Option<&ExceptionFile>,
     as_of: NaiveDate,
     config: &Config,
 ) -> Result<Outcome> {
@@ -1491,6 +1556,7 @@ fn reconcile_step(
         people: &export.people,
         members: members.map(|m| m.members.as_slice()),
         review: &config.review,
+        exceptions,
         as_of,
     })
     .map_err(|e| Failure::internal(&e))?;
@@ -1507,6 +1573,17 @@ fn reconcile_step(
         };
         store
             .record_input(run_id, "activity", &input)
+            .map_err(|e| Failure::internal(&e))?;
+    }
+    if let Some(file) = exceptions {
+        let input = InputFile {
+            path: file.path.clone(),
+            format: "exceptions".into(),
+            sha256: file.sha256.clone(),
+            rows: file.exceptions.len() as u64,
+        };
+        store
+            .record_input(run_id, "exceptions", &input)
             .map_err(|e| Failure::internal(&e))?;
     }
     store
@@ -1584,6 +1661,9 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
             .map_err(|e| Failure::internal(&e))?,
         activity: store
             .input(run.id, "activity")
+            .map_err(|e| Failure::internal(&e))?,
+        exceptions: store
+            .input(run.id, "exceptions")
             .map_err(|e| Failure::internal(&e))?,
         outcome: if status == "complete" { outcome } else { None },
         accepted_drops: run.accepted_drops.clone(),
@@ -1667,6 +1747,10 @@ pub fn print_summary(config: &Config, summary: &Summary) {
             };
             say!("  {:<20} {count}", kind.as_str());
         }
+        let accepted = outcome.findings.iter().filter(|f| f.is_accepted()).count();
+        if accepted > 0 {
+            println!("  (and {accepted} accepted by exceptions, not counted)");
+        }
         let seats = &outcome.seats;
         say!(
             "  seats: {} in use{}, {} reclaimable{}",
@@ -1704,6 +1788,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_trend_table_has_a_column_per_run_and_says_n_a_for_a_kind_not_evaluated() {
+        let point = |run_id, day: &str, leavers, idle| TrendPoint {
+            run_id,
+            as_of: day.parse().ok(),
+            counts: vec![(Kind::TerminatedActive, leavers), (Kind::IdleSeat, idle)],
+            resolved: 2,
+        };
+        let table = trend_table(&[
+            point(3, "2026-11-23", Some(7), None),
+            point(4, "2026-11-30", Some(5), Some(12)),
+        ]);
+        let line = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(line("run"), ["3", "4"]);
+        assert_eq!(line("as of"), ["of", "2026-11-23", "2026-11-30"]);
+        assert_eq!(line("terminated_active"), ["7", "5"]);
+        assert_eq!(line("idle_seat"), ["n/a", "12"]);
+        assert_eq!(line("drift"), ["n/a", "n/a"], "missing counts are not zero");
+        assert_eq!(line("resolved"), ["2", "2"]);
+    }
+
+    #[test]
     fn the_drop_guard_trips_only_when_both_thresholds_are_exceeded() {
         let config = Config::default(); // 10 % and 5 accounts
         assert!(drop_guard(5, 4, &config).is_none(), "one leaver of five");
@@ -1727,6 +1840,7 @@ mod tests {
             findings: vec![],
             counts,
             seats: Default::default(),
+            resolved: Default::default(),
             not_evaluated: [(Kind::IdleSeat, "no member data".to_owned())]
                 .into_iter()
                 .collect(),

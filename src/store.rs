@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use thiserror::Error;
 use tracing::{debug, instrument};
 
-use crate::reconcile::{Finding, Kind, Outcome};
+use crate::reconcile::{Finding, Kind, Outcome, Resolved};
 use crate::report::InputFile;
 use crate::scim::{Account, Completeness, Fetched};
 
@@ -166,6 +166,8 @@ pub struct TrendPoint {
     pub run_id: i64,
     pub as_of: Option<NaiveDate>,
     pub counts: Vec<(Kind, Option<usize>)>,
+    /// Findings open in an earlier run that this run found resolved.
+    pub resolved: usize,
 }
 
 /// A stored snapshot, without its accounts.
@@ -769,16 +771,39 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(err)?;
+            // A finding that comes back after it was resolved starts a new open period.
             let mut history = tx
                 .prepare(
                     "INSERT INTO finding_history (key, kind, first_run, first_as_of, last_run) \
                      VALUES (?1, ?2, ?3, ?4, ?3) \
                      ON CONFLICT (key) DO UPDATE SET last_run = excluded.last_run, \
-                     resolved_run = NULL",
+                     first_run = CASE WHEN resolved_run IS NULL THEN first_run \
+                     ELSE excluded.first_run END, \
+                     first_as_of = CASE WHEN resolved_run IS NULL THEN first_as_of \
+                     ELSE excluded.first_as_of END, \
+                     resolved_run = NULL \
+                     RETURNING first_as_of",
                 )
                 .map_err(err)?;
             for finding in &outcome.findings {
-                let json = serde_json::to_string(finding).unwrap_or_default();
+                let first_as_of: Option<String> = history
+                    .query_row(
+                        params![
+                            finding.key,
+                            finding.kind.as_str(),
+                            run_id,
+                            as_of.to_string()
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                // Drift is an event of its own run, not a state that stays open.
+                let mut finding = finding.clone();
+                if finding.kind != Kind::Drift {
+                    finding.first_seen = first_as_of.and_then(|d| d.parse().ok());
+                    finding.days_open = finding.first_seen.map(|d| (as_of - d).num_days());
+                }
+                let json = serde_json::to_string(&finding).unwrap_or_default();
                 insert
                     .execute(params![
                         run_id,
@@ -786,14 +811,6 @@ impl Store {
                         finding.kind.as_str(),
                         finding.severity.as_str(),
                         json
-                    ])
-                    .map_err(err)?;
-                history
-                    .execute(params![
-                        finding.key,
-                        finding.kind.as_str(),
-                        run_id,
-                        as_of.to_string()
                     ])
                     .map_err(err)?;
             }
@@ -869,12 +886,117 @@ impl Store {
             .map(|t| serde_json::from_str::<Finding>(t))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.corrupt(format!("a finding of run {run_id} is unreadable: {e}")))?;
+        let resolved = self.resolved(run_id)?;
         Ok(Some(Outcome {
             findings,
             counts,
             seats,
             not_evaluated,
+            resolved,
         }))
+    }
+
+    /// The findings that run `run_id` found resolved, with how long each was open and,
+    /// for a leaver whose account was deactivated or removed, the time to deprovision.
+    pub fn resolved(&self, run_id: i64) -> Result<Vec<Resolved>> {
+        let (resolved_on, snapshot_id): (Option<String>, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT as_of, snapshot_id FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or((None, None));
+        let resolved_on: Option<NaiveDate> = resolved_on.and_then(|d| d.parse().ok());
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT h.key, h.kind, h.first_as_of, r.as_of, f.finding_json \
+                 FROM finding_history h \
+                 LEFT JOIN runs r ON r.id = h.last_run \
+                 LEFT JOIN findings f ON f.run_id = h.last_run AND f.key = h.key \
+                 WHERE h.resolved_run = ?1 ORDER BY h.kind, h.key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for (key, kind, first, last, json) in rows {
+            let Some(kind) = Kind::parse(&kind) else {
+                return Err(self.corrupt(format!("finding `{key}` has unknown kind `{kind}`")));
+            };
+            let finding: Option<Finding> = match json {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                    self.corrupt(format!(
+                        "finding `{key}` of its last run is unreadable: {e}"
+                    ))
+                })?),
+                None => None,
+            };
+            let first_seen: Option<NaiveDate> = first.and_then(|d| d.parse().ok());
+            let days = |from: Option<NaiveDate>| match (from, resolved_on) {
+                (Some(a), Some(b)) => Some((b - a).num_days()),
+                _ => None,
+            };
+            let mut entry = Resolved {
+                key,
+                kind,
+                first_seen,
+                last_seen: last.and_then(|d| d.parse().ok()),
+                resolved_on,
+                days_open: days(first_seen),
+                days_to_deprovision: None,
+                deprovision_counted_from: None,
+                account_now: None,
+                finding,
+            };
+            if kind == Kind::TerminatedActive {
+                let account = entry.finding.as_ref().and_then(|f| f.account_id.clone());
+                let state = match (account, snapshot_id) {
+                    (Some(id), Some(snapshot)) => self
+                        .conn
+                        .query_row(
+                            "SELECT active FROM accounts WHERE snapshot_id = ?1 AND id = ?2",
+                            params![snapshot, id],
+                            |r| r.get::<_, bool>(0),
+                        )
+                        .optional()
+                        .map_err(|e| self.err(e))?
+                        .map(|active| if active { "active" } else { "deactivated" })
+                        .or(Some("removed")),
+                    _ => None,
+                };
+                entry.account_now = state.map(str::to_owned);
+                if matches!(state, Some("deactivated" | "removed")) {
+                    let termination = entry
+                        .finding
+                        .as_ref()
+                        .and_then(|f| f.evidence.get("termination_date"))
+                        .and_then(|d| d.parse::<NaiveDate>().ok());
+                    let (from, label) = match termination {
+                        Some(d) => (Some(d), "termination date"),
+                        None => (first_seen, "first seen"),
+                    };
+                    entry.days_to_deprovision = days(from);
+                    entry.deprovision_counted_from = Some(label.to_owned());
+                }
+            }
+            out.push(entry);
+        }
+        Ok(out)
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
@@ -987,14 +1109,15 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for (id, as_of) in ids.into_iter().rev() {
-            let counts = self
+            let (counts, resolved) = self
                 .outcome(id)?
-                .map(|o| o.counts.into_iter().collect())
+                .map(|o| (o.counts.into_iter().collect(), o.resolved.len()))
                 .unwrap_or_default();
             out.push(TrendPoint {
                 run_id: id,
                 as_of: as_of.and_then(|d| d.parse().ok()),
                 counts,
+                resolved,
             });
         }
         Ok(out)
@@ -1285,6 +1408,7 @@ mod tests {
             people: &[],
             members: None,
             review: &crate::config::ReviewConfig::default(),
+            exceptions: None,
             as_of,
         })
         .unwrap();
@@ -1359,6 +1483,7 @@ mod tests {
                     findings,
                     counts: [(Kind::Drift, Some(1))].into_iter().collect(),
                     seats: Default::default(),
+                    resolved: Default::default(),
                     not_evaluated: Default::default(),
                 };
                 store.save_outcome(run, now.date_naive(), &outcome).unwrap();
@@ -1530,5 +1655,139 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let reader = Store::open_existing(&path).unwrap();
         assert!(reader.begin_run("run", None).is_err());
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    fn leaver(id: &str) -> Finding {
+        Finding {
+            kind: Kind::TerminatedActive,
+            severity: crate::reconcile::Severity::Critical,
+            key: format!("terminated_active:{id}"),
+            account_id: Some(id.into()),
+            docker_id: None,
+            email: Some(format!("{id}@example.test")),
+            name: None,
+            role: None,
+            team: None,
+            person_email: None,
+            person_status: Some("SUSPENDED".into()),
+            match_basis: String::new(),
+            reason: String::new(),
+            evidence: std::collections::BTreeMap::from([(
+                "termination_date".to_string(),
+                "2026-11-01".to_string(),
+            )]),
+            exception: None,
+            first_seen: None,
+            days_open: None,
+        }
+    }
+
+    fn outcome(findings: Vec<Finding>) -> Outcome {
+        Outcome {
+            findings,
+            counts: Kind::ALL.iter().map(|k| (*k, Some(0))).collect(),
+            seats: Default::default(),
+            not_evaluated: Default::default(),
+            resolved: Vec::new(),
+        }
+    }
+
+    /// A run with a complete snapshot of `accounts` (id, active), reconciled on `as_of`
+    /// with `findings`.
+    fn reconciled_run(
+        store: &mut Store,
+        accounts: &[(&str, bool)],
+        as_of: &str,
+        findings: Vec<Finding>,
+    ) -> i64 {
+        let run = store.begin_run("run", Some(day(as_of))).unwrap();
+        let fetched = Fetched {
+            accounts: accounts
+                .iter()
+                .map(|(id, active)| (account(id, *active), "{}".to_string()))
+                .collect(),
+            total_results: Some(accounts.len() as u64),
+            pages: 1,
+            completeness: Completeness::Complete,
+        };
+        store.save_snapshot(run, "u", Utc::now(), &fetched).unwrap();
+        store
+            .save_outcome(run, day(as_of), &outcome(findings))
+            .unwrap();
+        run
+    }
+
+    #[test]
+    fn a_finding_open_over_several_runs_counts_its_days_from_the_first() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let second = reconciled_run(&mut store, &[("a", true)], "2026-11-24", vec![leaver("a")]);
+        let found = store.outcome(second).unwrap().unwrap();
+        assert_eq!(found.findings[0].first_seen, Some(day("2026-11-10")));
+        assert_eq!(found.findings[0].days_open, Some(14));
+        assert!(found.resolved.is_empty());
+    }
+
+    #[test]
+    fn a_resolved_leaver_shows_the_time_to_deprovision_from_the_termination_date() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let second = reconciled_run(&mut store, &[("a", false)], "2026-11-17", vec![]);
+        let resolved = store.outcome(second).unwrap().unwrap().resolved;
+        assert_eq!(resolved.len(), 1);
+        let r = &resolved[0];
+        assert_eq!(r.key, "terminated_active:a");
+        assert_eq!(r.first_seen, Some(day("2026-11-10")));
+        assert_eq!(r.last_seen, Some(day("2026-11-10")));
+        assert_eq!(r.resolved_on, Some(day("2026-11-17")));
+        assert_eq!(r.days_open, Some(7));
+        assert_eq!(r.days_to_deprovision, Some(16));
+        assert_eq!(
+            r.deprovision_counted_from.as_deref(),
+            Some("termination date")
+        );
+        assert_eq!(r.account_now.as_deref(), Some("deactivated"));
+    }
+
+    #[test]
+    fn a_leaver_resolved_while_the_account_stays_active_is_no_deprovisioning() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let second = reconciled_run(&mut store, &[("a", true)], "2026-11-17", vec![]);
+        let r = &store.outcome(second).unwrap().unwrap().resolved[0];
+        assert_eq!(r.account_now.as_deref(), Some("active"));
+        assert_eq!(r.days_to_deprovision, None);
+
+        let third = reconciled_run(&mut store, &[], "2026-11-18", vec![]);
+        assert!(
+            store.outcome(third).unwrap().unwrap().resolved.is_empty(),
+            "resolved once, listed once"
+        );
+    }
+
+    #[test]
+    fn a_finding_that_comes_back_after_it_was_resolved_starts_a_new_open_period() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-01", vec![leaver("a")]);
+        reconciled_run(&mut store, &[("a", false)], "2026-11-08", vec![]);
+        let third = reconciled_run(&mut store, &[("a", true)], "2026-11-15", vec![leaver("a")]);
+        let found = store.outcome(third).unwrap().unwrap();
+        assert_eq!(found.findings[0].first_seen, Some(day("2026-11-15")));
+        assert_eq!(found.findings[0].days_open, Some(0));
+    }
+
+    #[test]
+    fn a_kind_not_evaluated_in_a_run_resolves_none_of_its_findings() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let run = store.begin_run("run", Some(day("2026-11-17"))).unwrap();
+        let mut blind = outcome(vec![]);
+        blind.counts.insert(Kind::TerminatedActive, None);
+        store.save_outcome(run, day("2026-11-17"), &blind).unwrap();
+        assert!(store.resolved(run).unwrap().is_empty());
     }
 }

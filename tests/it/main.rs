@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod deploy;
 mod doctor;
+mod history;
 mod idp;
 mod mail;
 mod pipeline;
