@@ -351,8 +351,12 @@ impl Job {
             Some(dir) => dir.clone(),
             None => report_dir(store, &self.config.report.dir, &run)?,
         };
-        let written = report::write(&dir, &input, self.config.report.html_rows)
-            .map_err(|e| Failure::internal(&e))?;
+        let options = report::Options {
+            html_rows: self.config.report.html_rows,
+            csv_bom: self.config.report.csv_bom,
+        };
+        let written =
+            report::write_with(&dir, &input, &options).map_err(|e| Failure::internal(&e))?;
         let manifest = written
             .files
             .iter()
@@ -689,6 +693,11 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     if exit != Exit::Completed {
         return Ok(exit);
     }
+    // Reconciling the baseline gives the report a trend and its findings an age.
+    let baseline: NaiveDate = demo::DEMO_BASELINE_DATE
+        .parse()
+        .map_err(|e| Failure::usage(format!("demo baseline date: {e}")))?;
+    job.reconcile_only(None, Some(baseline))?;
     server.set_users(demo::demo_current());
     println!("demo: the review, as of {as_of}");
     let summary = job.run_job(Some(as_of), &[], false).await?;
@@ -789,6 +798,15 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         None => None,
     };
     let outcome = store.outcome(run.id).map_err(|e| Failure::internal(&e))?;
+    let snapshot_sha256 = match &snapshot {
+        Some(s) => Some(
+            store
+                .snapshot_sha256(s.id)
+                .map_err(|e| Failure::internal(&e))?,
+        ),
+        None => None,
+    };
+    let internal = |e: crate::store::StoreError| Failure::internal(&e);
     let (status, reason) = match (&snapshot, &outcome) {
         (Some(s), _) if !s.completeness.is_complete() => {
             ("incomplete", s.completeness.reason().map(str::to_owned))
@@ -827,6 +845,7 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
             accounts: s.accounts,
             active_accounts: s.active_accounts,
             total_results: s.total_results,
+            sha256: snapshot_sha256,
         }),
         idp: store
             .input(run.id, "idp")
@@ -837,6 +856,15 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         outcome: if status == "complete" { outcome } else { None },
         accepted_drops: run.accepted_drops.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        trend: store
+            .trend_through(run.id, report::TREND_RUNS)
+            .map_err(internal)?,
+        first_seen: store.first_seen(run.id).map_err(internal)?,
+        config: Some(report::ConfigEvidence::new(config)),
+        previous_manifest: store
+            .previous_manifest(run.id)
+            .map_err(internal)?
+            .map(|(run_id, sha256)| report::ManifestLink { run_id, sha256 }),
     })
 }
 
