@@ -64,6 +64,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the runs and snapshots in the store
     History(HistoryArgs),
+    /// Check a report directory against its manifest.json and the store's record of it
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +135,13 @@ pub struct HistoryArgs {
     /// How many runs to list
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The report directory of one run, holding manifest.json
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

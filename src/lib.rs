@@ -2,7 +2,8 @@
 //!
 //! The pipeline, one module per step: [`config`] -> [`scim`] (and [`activity`]) and
 //! [`idp`] -> [`store`] -> [`reconcile`] -> [`report`] -> [`mail`]. [`run`] only orders
-//! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
+//! them; [`cli`] parses the command line; [`demo`] serves the built-in organization;
+//! [`verify`] re-checks a written report against its manifest.
 
 pub mod activity;
 pub mod cli;
@@ -16,3 +17,4 @@ pub mod report;
 pub mod run;
 pub mod scim;
 pub mod store;
+pub mod verify;

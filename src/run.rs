@@ -135,6 +135,17 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Report(args) => job.report_only(args.run),
         Command::Send(args) => job.send_only(args.run, args.dry_run).await,
         Command::History(args) => job.history(args.limit),
+        Command::Verify(args) => {
+            let verification =
+                crate::verify::run(&args.dir, &job.config.store.path).map_err(Failure::usage)?;
+            print!("{verification}");
+            // A report that is not what was written counts like open findings: exit 1.
+            Ok(if verification.is_clean() {
+                Exit::Completed
+            } else {
+                Exit::Findings
+            })
+        }
         Command::Demo(_) => unreachable!("handled above"),
     }
 }

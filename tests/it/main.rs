@@ -6,3 +6,4 @@ mod cli;
 mod common;
 mod demo;
 mod pipeline;
+mod report;
