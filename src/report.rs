@@ -2490,6 +2490,15 @@ pub(crate) mod tests {
         assert!(
             html.contains("<th scope=\"col\" class=\"col-person_email\">person_<wbr>email</th>")
         );
+        // The cells of a row come in the order of the headers (the filter relies on it).
+        let start = html.find("<td class=\"col-severity\"").unwrap();
+        let row = between(&html[start..], "", "</tr>");
+        let cells: Vec<&str> = row
+            .split("data-column=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(cells, TABLE_COLUMNS);
     }
 
     #[test]
