@@ -70,6 +70,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check the configuration, the store and every source and relay, changing nothing
     Doctor,
+    /// Check a report directory against its manifest.json and the store's record of it
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +162,13 @@ pub struct DiffArgs {
     /// The later run
     #[arg(long, value_name = "RUN")]
     pub to: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The report directory of one run, holding manifest.json
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -196,6 +196,8 @@ pub struct ReportConfig {
     pub organization: String,
     /// Rows shown per section of `report.html`; the CSVs hold all of them.
     pub html_rows: usize,
+    /// Start every CSV with a UTF-8 byte order mark, so that Excel reads it as UTF-8.
+    pub csv_bom: bool,
 }
 
 impl Default for ReportConfig {
@@ -204,6 +206,7 @@ impl Default for ReportConfig {
             dir: PathBuf::from("reports"),
             organization: String::new(),
             html_rows: 500,
+            csv_bom: false,
         }
     }
 }
@@ -340,6 +343,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("report.dir", KeyType::Path),
     ("report.organization", KeyType::Text),
     ("report.html_rows", KeyType::Integer),
+    ("report.csv_bom", KeyType::Bool),
     ("mail.smtp_host", KeyType::Text),
     ("mail.smtp_port", KeyType::Integer),
     ("mail.tls", KeyType::Text),
@@ -1025,6 +1029,25 @@ mod tests {
             .to_string();
         assert!(
             err.contains("HUBREVIEW_MAIL_INSECURE = `maybe`: expected true or false"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_switch_reads_true_or_false_from_the_environment_and_says_what_it_expected() {
+        let (c, _) =
+            Config::load(None, &env(&[("HUBREVIEW_REPORT_CSV_BOM", "true")]), &[]).unwrap();
+        assert!(c.report.csv_bom);
+        let (c, _) = Config::load(None, &[], &["report.csv_bom=no".into()]).unwrap();
+        assert!(!c.report.csv_bom);
+        let (_d, path) = file("[report]\ncsv_bom = true\n");
+        let (c, _) = Config::load(Some(&path), &[], &[]).unwrap();
+        assert!(c.report.csv_bom);
+        let err = Config::load(None, &env(&[("HUBREVIEW_REPORT_CSV_BOM", "maybe")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HUBREVIEW_REPORT_CSV_BOM = `maybe`: expected true or false"),
             "{err}"
         );
     }

@@ -4,7 +4,8 @@
 //! [`idp`] -> [`store`] -> [`reconcile`] (with [`exceptions`]) -> [`report`] -> [`mail`]. [`run`] only orders
 //! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
 //! [`lock`] keeps two runs from writing one store, [`metrics`] exports each run's counts,
-//! and [`doctor`] checks a setup without changing it.
+//! and [`doctor`] checks a setup without changing it;
+//! [`verify`] re-checks a written report against its manifest.
 
 pub mod activity;
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod report;
 pub mod run;
 pub mod scim;
 pub mod store;
+pub mod verify;

@@ -1,8 +1,15 @@
 //! The report step: renders one run into `report.html`, `findings.csv`, one CSV per
-//! finding kind, `summary.json` and `manifest.json`, in a directory of its own.
+//! finding kind, `findings.json`, `summary.json` and `manifest.json`, in a directory of
+//! its own, readable by its owner only.
 //!
 //! Every value that came from SCIM, Hub or the IdP is data: autoescaped in HTML (the
-//! templates are named `*.html`), neutralized against formulas in CSV.
+//! templates are named `*.html`, nothing is marked safe, links only for `https:` and
+//! `mailto:`), neutralized against formulas in CSV. The charts are inline SVG placed by
+//! the template from numbers computed here; the page runs no script but its own.
+//!
+//! `manifest.json` is the evidence: the SHA-256 of every file and input, the snapshot's
+//! content hash, the effective configuration (secrets never were in it) and its hash, and
+//! the previous report's manifest hash, so that the reports of a store form a chain.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -18,8 +25,10 @@ use sha2::{Digest, Sha256};
 use tera::{Context, Tera};
 use thiserror::Error;
 
+use crate::config::Config;
 use crate::exceptions::Acceptance;
 use crate::reconcile::{Finding, Kind, Outcome, Resolved, SeatSummary, Severity};
+use crate::store::TrendPoint;
 
 /// Everything a report shows about one run.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +51,78 @@ pub struct ReportInput {
     /// Guards this run was let through (`scim`, `idp`), from `--accept-drop`.
     pub accepted_drops: Vec<String>,
     pub version: String,
+    /// Open findings per kind over the last reconciled runs up to this one, oldest first.
+    pub trend: Vec<TrendPoint>,
+    /// The review date on which each finding was first seen, by finding key.
+    pub first_seen: BTreeMap<String, NaiveDate>,
+    /// The effective configuration and its hash; `None` when the caller has none.
+    pub config: Option<ConfigEvidence>,
+    /// The newest earlier report's manifest, which this run's manifest links to.
+    pub previous_manifest: Option<ManifestLink>,
+}
+
+/// The configuration a run used, as evidence: secrets are not part of [`Config`], and
+/// credentials written into a URL are replaced by `REDACTED`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigEvidence {
+    /// Lowercase hex SHA-256 of `effective` serialized as compact JSON, keys sorted.
+    pub sha256: String,
+    pub effective: serde_json::Value,
+}
+
+impl ConfigEvidence {
+    pub fn new(config: &Config) -> ConfigEvidence {
+        let mut config = config.clone();
+        config.scim.url = redact_url(&config.scim.url);
+        let effective = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+        ConfigEvidence {
+            sha256: config_sha256(&effective),
+            effective,
+        }
+    }
+}
+
+/// The SHA-256 of a configuration as [`ConfigEvidence`] records it.
+pub fn config_sha256(effective: &serde_json::Value) -> String {
+    sha256_hex(&serde_json::to_vec(effective).unwrap_or_default())
+}
+
+/// `url` with any user name and password replaced by `REDACTED`.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("REDACTED");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A link to an earlier report's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManifestLink {
+    pub run_id: i64,
+    /// Lowercase hex SHA-256 of that run's `manifest.json`.
+    pub sha256: String,
+}
+
+/// How [`write_with()`] renders a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Rows shown per section of `report.html`; the CSVs and JSON hold every row.
+    pub html_rows: usize,
+    /// Start every CSV with a UTF-8 byte order mark, for Excel.
+    pub csv_bom: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            html_rows: 500,
+            csv_bom: false,
+        }
+    }
 }
 
 /// The snapshot a run reconciled.
@@ -54,6 +135,9 @@ pub struct SnapshotInfo {
     pub accounts: u64,
     pub active_accounts: u64,
     pub total_results: Option<u64>,
+    /// SHA-256 of the snapshot's content, as [`crate::store::Store::snapshot_sha256`]
+    /// computes it.
+    pub sha256: Option<String>,
 }
 
 /// An input file, identified by name and content hash.
@@ -65,35 +149,78 @@ pub struct InputFile {
     pub rows: u64,
 }
 
-/// The version of the `summary.json` and `manifest.json` layouts.
+/// The version of the `summary.json`, `findings.json` and `manifest.json` layouts.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The columns of `findings.csv` and of every `<kind>.csv`, named like the JSON keys.
+/// The columns of `findings.csv` and of every `<kind>.csv`, named like the keys of
+/// `findings.json` and the column headers of `report.html`, with what each holds.
 /// `decision` and `justification` are left empty for the reviewers to fill in.
-/// `status`, `first_seen`, `days_open` and `exception` come after them: the finding's
-/// state (`open`, `accepted`, `open (exception expired)`) and history.
-pub const CSV_COLUMNS: [&str; 20] = [
-    "kind",
-    "severity",
-    "key",
-    "account_id",
-    "docker_id",
-    "email",
-    "name",
-    "role",
-    "team",
-    "person_email",
-    "person_status",
-    "match_basis",
-    "reason",
-    "evidence",
-    "decision",
-    "justification",
-    "status",
-    "first_seen",
-    "days_open",
-    "exception",
+pub const COLUMNS: [(&str, &str); 20] = [
+    ("kind", "the finding kind"),
+    (
+        "severity",
+        "critical, high, medium, low or info; sorts most severe first",
+    ),
+    (
+        "key",
+        "the finding's stable key: the kind plus the SCIM id, Hub username or email",
+    ),
+    ("account_id", "the SCIM id of the Docker account"),
+    (
+        "docker_id",
+        "the Docker ID (SCIM displayName, or the Hub username)",
+    ),
+    ("email", "the Docker account's email (SCIM userName)"),
+    ("name", "the account's name"),
+    ("role", "the Docker role: member, editor or owner"),
+    ("team", "the Docker team"),
+    (
+        "person_email",
+        "the IdP email of the person the account matched",
+    ),
+    (
+        "person_status",
+        "that person's status, as written in the IdP export",
+    ),
+    (
+        "match_basis",
+        "which key matched the account to the person, or what was tried",
+    ),
+    ("reason", "why this is a finding"),
+    ("evidence", "the fields and dates behind the finding"),
+    (
+        "first_seen",
+        "the review date of the first run that had this finding",
+    ),
+    (
+        "days_open",
+        "whole days from first_seen to this review date",
+    ),
+    ("decision", "left empty: the reviewer's decision"),
+    ("justification", "left empty: the reviewer's reason"),
+    (
+        "status",
+        "open, accepted (an exception in force) or open (exception expired)",
+    ),
+    (
+        "exception",
+        "the exception: accepted or expired, by whom, until when, why, and its file row",
+    ),
 ];
+
+/// The header of `findings.csv` and every `<kind>.csv`.
+pub const CSV_COLUMNS: [&str; 20] = {
+    let mut names = [""; 20];
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        names[i] = COLUMNS[i].0;
+        i += 1;
+    }
+    names
+};
+
+/// How many reconciled runs the trend chart shows, this one included.
+pub const TREND_RUNS: usize = 12;
 
 const REPORT_TEMPLATE: &str = include_str!("../templates/report.html");
 const REPORT_STYLE: &str = include_str!("../templates/report.css");
@@ -234,20 +361,35 @@ impl ReportInput {
     }
 }
 
-/// Writes the report of one run into `dir`: `report.html`, `findings.csv` and one
-/// `<kind>.csv` per evaluated kind (complete runs only: an incomplete run has no rows
-/// that could pass for an empty review), `summary.json` and `manifest.json`.
+/// Writes the report of one run into `dir` with the default [`Options`] but for
+/// `html_rows`; see [`write_with()`].
+pub fn write(dir: &Path, input: &ReportInput, html_rows: usize) -> Result<Written, ReportError> {
+    let options = Options {
+        html_rows,
+        ..Options::default()
+    };
+    write_with(dir, input, &options)
+}
+
+/// Writes the report of one run into `dir`: `report.html`; for complete runs only (an
+/// incomplete run has no rows that could pass for an empty review) `findings.csv`, one
+/// `<kind>.csv` per evaluated kind and `findings.json`; then `summary.json` and, last,
+/// `manifest.json` with the hash of every other file.
 ///
 /// `dir` and missing parents are created with mode 0700, each file with mode 0600 through
 /// a temporary file and a rename, so a reader never sees half a file.
-pub fn write(dir: &Path, input: &ReportInput, html_rows: usize) -> Result<Written, ReportError> {
+pub fn write_with(
+    dir: &Path,
+    input: &ReportInput,
+    options: &Options,
+) -> Result<Written, ReportError> {
     create_private_dir(dir).map_err(|e| ReportError::CreateDir {
         path: dir.to_path_buf(),
         cause: error_chain(&e),
     })?;
     let mut files = Vec::new();
 
-    let html = render_html(input, html_rows).map_err(|cause| ReportError::Render {
+    let html = render_html(input, options.html_rows).map_err(|cause| ReportError::Render {
         path: dir.join("report.html"),
         cause,
     })?;
@@ -255,7 +397,9 @@ pub fn write(dir: &Path, input: &ReportInput, html_rows: usize) -> Result<Writte
 
     if let Some(outcome) = input.outcome() {
         let findings = ordered_findings(outcome);
-        let all = csv_bytes(&findings).map_err(|cause| csv_error(dir, "findings.csv", cause))?;
+        let rows: Vec<CsvRow> = findings.iter().map(|f| CsvRow::new(input, f)).collect();
+        let all = csv_bytes(&rows, options.csv_bom)
+            .map_err(|cause| csv_error(dir, "findings.csv", cause))?;
         files.push(write_file(dir, "findings.csv", &all)?);
 
         for kind in Kind::ALL {
@@ -263,14 +407,18 @@ pub fn write(dir: &Path, input: &ReportInput, html_rows: usize) -> Result<Writte
                 continue;
             }
             let name = format!("{}.csv", kind.as_str());
-            let rows: Vec<&Finding> = findings
+            let rows: Vec<CsvRow> = rows
                 .iter()
-                .copied()
-                .filter(|f| f.kind == kind)
+                .filter(|row| row.finding.kind == kind)
+                .cloned()
                 .collect();
-            let bytes = csv_bytes(&rows).map_err(|cause| csv_error(dir, &name, cause))?;
+            let bytes =
+                csv_bytes(&rows, options.csv_bom).map_err(|cause| csv_error(dir, &name, cause))?;
             files.push(write_file(dir, &name, &bytes)?);
         }
+
+        let json = json_bytes(&FindingsJson::new(input, &findings), dir, "findings.json")?;
+        files.push(write_file(dir, "findings.json", &json)?);
     }
 
     let summary = json_bytes(&Summary::new(input), dir, "summary.json")?;
@@ -287,7 +435,7 @@ pub fn write(dir: &Path, input: &ReportInput, html_rows: usize) -> Result<Writte
 }
 
 /// Renders `report.html`. The error is the whole tera chain.
-pub(crate) fn render_html(input: &ReportInput, html_rows: usize) -> Result<String, String> {
+pub fn render_html(input: &ReportInput, html_rows: usize) -> Result<String, String> {
     let mut tera = Tera::default();
     tera.add_raw_templates([
         ("report.html", REPORT_TEMPLATE),
@@ -386,22 +534,66 @@ pub fn evidence_text(evidence: &BTreeMap<String, String>) -> String {
 }
 
 /// Makes a cell inert in spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or
-/// a carriage return would be read as a formula, so it gets a leading `'`.
+/// a carriage return would be read as a formula, so it gets a leading `'`. A plain
+/// number (`-12`, `+3.5`) stays as it is: it computes nothing, and a quote would turn it
+/// into text.
 pub fn neutralize_formula(cell: &str) -> String {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') if !is_plain_number(cell) => format!("'{cell}"),
         _ => cell.to_string(),
     }
 }
 
-fn csv_bytes(findings: &[&Finding]) -> Result<Vec<u8>, String> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+/// An optional sign, digits, and optionally a point and more digits; nothing else.
+fn is_plain_number(cell: &str) -> bool {
+    let unsigned = cell.strip_prefix(['+', '-']).unwrap_or(cell);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, "0"));
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
+/// One finding with what the store knows of its age: a row of the CSVs and of
+/// `findings.json`.
+#[derive(Clone)]
+struct CsvRow<'a> {
+    finding: &'a Finding,
+    first_seen: Option<NaiveDate>,
+    days_open: Option<i64>,
+}
+
+impl<'a> CsvRow<'a> {
+    fn new(input: &ReportInput, finding: &'a Finding) -> Self {
+        let first_seen = finding
+            .first_seen
+            .or_else(|| input.first_seen.get(&finding.key).copied());
+        CsvRow {
+            finding,
+            first_seen,
+            days_open: first_seen.and_then(|first| days_between(first, input.as_of)),
+        }
+    }
+}
+
+/// Whole days from `first` to `as_of`; `None` when `first` lies after it (a run
+/// reconciled again with an earlier review date), rather than a negative age.
+fn days_between(first: NaiveDate, as_of: NaiveDate) -> Option<i64> {
+    let days = (as_of - first).num_days();
+    (days >= 0).then_some(days)
+}
+
+/// UTF-8 byte order mark, which makes Excel read a CSV as UTF-8.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn csv_bytes(rows: &[CsvRow], bom: bool) -> Result<Vec<u8>, String> {
+    let start = if bom { BOM.to_vec() } else { Vec::new() };
+    let mut writer = csv::Writer::from_writer(start);
     writer
         .write_record(CSV_COLUMNS)
         .map_err(|e| error_chain(&e))?;
-    for finding in findings {
+    for row in rows {
+        let finding = row.finding;
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
-        let record = [
+        let record: [String; 20] = [
             finding.kind.as_str().to_string(),
             finding.severity.as_str().to_string(),
             finding.key.clone(),
@@ -416,14 +608,11 @@ fn csv_bytes(findings: &[&Finding]) -> Result<Vec<u8>, String> {
             finding.match_basis.clone(),
             finding.reason.clone(),
             evidence_text(&finding.evidence),
+            row.first_seen.map(|d| d.to_string()).unwrap_or_default(),
+            row.days_open.map(|d| d.to_string()).unwrap_or_default(),
             String::new(),
             String::new(),
             status_text(finding).to_string(),
-            finding
-                .first_seen
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            finding.days_open.map(|d| d.to_string()).unwrap_or_default(),
             finding
                 .exception
                 .as_ref()
@@ -682,6 +871,7 @@ struct SnapshotJson<'a> {
     accounts: u64,
     active_accounts: u64,
     total_results: Option<u64>,
+    sha256: Option<&'a str>,
 }
 
 impl<'a> SnapshotJson<'a> {
@@ -693,6 +883,7 @@ impl<'a> SnapshotJson<'a> {
             accounts: snapshot.accounts,
             active_accounts: snapshot.active_accounts,
             total_results: snapshot.total_results,
+            sha256: snapshot.sha256.as_deref(),
         }
     }
 }
@@ -718,16 +909,90 @@ impl<'a> InputJson<'a> {
     }
 }
 
-/// `manifest.json`: the evidence of what produced the report and what it holds.
+/// `findings.json`: every finding of a complete run, with the keys of the CSV columns.
+#[derive(Serialize)]
+struct FindingsJson<'a> {
+    schema_version: u32,
+    run_id: i64,
+    as_of: String,
+    status: &'static str,
+    findings: Vec<FindingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    kind: &'static str,
+    severity: &'static str,
+    key: &'a str,
+    account_id: Option<&'a str>,
+    docker_id: Option<&'a str>,
+    email: Option<&'a str>,
+    name: Option<&'a str>,
+    role: Option<&'a str>,
+    team: Option<&'a str>,
+    person_email: Option<&'a str>,
+    person_status: Option<&'a str>,
+    match_basis: &'a str,
+    reason: &'a str,
+    evidence: &'a BTreeMap<String, String>,
+    first_seen: Option<String>,
+    days_open: Option<i64>,
+}
+
+impl<'a> FindingsJson<'a> {
+    fn new(input: &ReportInput, findings: &[&'a Finding]) -> Self {
+        FindingsJson {
+            schema_version: SCHEMA_VERSION,
+            run_id: input.run_id,
+            as_of: input.as_of.format("%Y-%m-%d").to_string(),
+            status: input.effective_status(),
+            findings: findings
+                .iter()
+                .map(|finding| {
+                    let row = CsvRow::new(input, finding);
+                    let f = row.finding;
+                    FindingJson {
+                        kind: f.kind.as_str(),
+                        severity: f.severity.as_str(),
+                        key: &f.key,
+                        account_id: f.account_id.as_deref(),
+                        docker_id: f.docker_id.as_deref(),
+                        email: f.email.as_deref(),
+                        name: f.name.as_deref(),
+                        role: f.role.as_deref(),
+                        team: f.team.as_deref(),
+                        person_email: f.person_email.as_deref(),
+                        person_status: f.person_status.as_deref(),
+                        match_basis: &f.match_basis,
+                        reason: &f.reason,
+                        evidence: &f.evidence,
+                        first_seen: row.first_seen.map(|d| d.to_string()),
+                        days_open: row.days_open,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `manifest.json`: the evidence of what produced the report and what it holds. Read
+/// back by `hubreview verify`: keep the field names.
 #[derive(Serialize)]
 struct Manifest<'a> {
     schema_version: u32,
     tool: &'static str,
     version: &'a str,
     run_id: i64,
+    status: &'static str,
+    as_of: String,
+    generated_at: String,
+    /// Every other file of the directory, in the order written.
     files: Vec<ManifestFile<'a>>,
     inputs: Vec<ManifestInput<'a>>,
     snapshot_id: Option<i64>,
+    snapshot_sha256: Option<&'a str>,
+    config: Option<&'a ConfigEvidence>,
+    previous_manifest: Option<&'a ManifestLink>,
 }
 
 #[derive(Serialize)]
@@ -767,6 +1032,9 @@ impl<'a> Manifest<'a> {
             tool: "hubreview",
             version: &input.version,
             run_id: input.run_id,
+            status: input.effective_status(),
+            as_of: input.as_of.format("%Y-%m-%d").to_string(),
+            generated_at: rfc3339(&input.generated_at),
             files: files
                 .iter()
                 .map(|file| ManifestFile {
@@ -777,12 +1045,18 @@ impl<'a> Manifest<'a> {
                 .collect(),
             inputs,
             snapshot_id: input.snapshot.as_ref().map(|snapshot| snapshot.id),
+            snapshot_sha256: input
+                .snapshot
+                .as_ref()
+                .and_then(|snapshot| snapshot.sha256.as_deref()),
+            config: input.config.as_ref(),
+            previous_manifest: input.previous_manifest.as_ref(),
         }
     }
 }
 
 /// What `report.html` is rendered from: every value already in the form shown, so the
-/// template only places text (which tera escapes).
+/// template only places text (which tera escapes) and numbers.
 #[derive(Serialize)]
 struct HtmlView {
     organization: String,
@@ -797,13 +1071,23 @@ struct HtmlView {
     idp: Option<InputView>,
     activity: Option<InputView>,
     accepted_drops: Vec<DropView>,
+    open_total_label: String,
+    severity_totals: Vec<SeverityCount>,
     cards: Vec<CardView>,
     seats: Option<SeatsView>,
+    trend: TrendView,
+    columns: Vec<ColumnView>,
+    table_columns: Vec<&'static str>,
     sections: Vec<SectionView>,
     /// Findings whose exception expired: they count as open again.
     expired: Vec<ExpiredView>,
     resolved: Vec<ResolvedView>,
+    config_sha256: Option<String>,
+    previous_manifest: Option<ManifestLink>,
+    /// The printed page header, as the inside of a CSS string.
+    page_title_css: String,
     style_hash: String,
+    page_style_hash: String,
     script_hash: String,
 }
 
@@ -832,6 +1116,7 @@ struct SnapshotView {
     accounts: u64,
     active_accounts: u64,
     total_results_label: Option<String>,
+    sha256: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -849,29 +1134,116 @@ struct DropView {
 }
 
 #[derive(Serialize)]
+struct SeverityCount {
+    severity: &'static str,
+    count: usize,
+}
+
+#[derive(Serialize)]
 struct CardView {
     kind: &'static str,
     title: &'static str,
     count_label: String,
     /// A CSS class from a fixed set: `open`, `clear` or `not-evaluated`.
     state: &'static str,
+    /// The open findings of this kind by severity, most severe first, without zeros.
+    severities: Vec<SeverityCount>,
 }
 
 #[derive(Serialize)]
 struct SeatsView {
     purchased: String,
     in_use: u64,
+    unused: Option<u64>,
+    over: Option<u64>,
     reclaimable_total: u64,
     reclaimable: Vec<ReclaimView>,
     seat_price: Option<String>,
     monthly_saving: Option<String>,
     yearly_saving: Option<String>,
+    chart: SeatChart,
 }
 
 #[derive(Serialize)]
 struct ReclaimView {
     reason: String,
     seats: u64,
+}
+
+/// The seat breakdown as one stacked bar: reclaimable seats by reason, the other seats
+/// in use, and purchased seats nobody holds.
+#[derive(Serialize)]
+struct SeatChart {
+    segments: Vec<SeatSegment>,
+    /// Where the purchased seats end, when fewer seats were bought than are in use.
+    purchased_x: Option<String>,
+    scale: u64,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct SeatSegment {
+    x: String,
+    width: String,
+    /// A CSS class from a fixed set: `series-<n>`, `seat-other`, `seat-kept`, `seat-unused`.
+    class: String,
+    label: String,
+    seats: u64,
+}
+
+/// Open findings per kind over the last reconciled runs, as an SVG line chart and a
+/// table.
+#[derive(Serialize)]
+struct TrendView {
+    runs: usize,
+    x_labels: Vec<AxisLabel>,
+    y_ticks: Vec<AxisLabel>,
+    series: Vec<SeriesView>,
+    /// Kinds evaluated in these runs with no open finding in any: not drawn, so that
+    /// their lines do not hide each other along the zero line.
+    zero_kinds: Vec<&'static str>,
+    kinds: Vec<&'static str>,
+    rows: Vec<TrendRow>,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct AxisLabel {
+    x: String,
+    y: String,
+    label: String,
+}
+
+#[derive(Serialize)]
+struct SeriesView {
+    kind: &'static str,
+    /// `series-<n>`, the kind's place in `Kind::ALL`: a fixed set of CSS classes.
+    class: String,
+    /// `points` attributes of the polylines; a run that did not evaluate the kind
+    /// breaks the line.
+    lines: Vec<String>,
+    dots: Vec<Dot>,
+    latest: String,
+}
+
+#[derive(Serialize)]
+struct Dot {
+    x: String,
+    y: String,
+    title: String,
+}
+
+#[derive(Serialize)]
+struct TrendRow {
+    run_id: i64,
+    as_of: String,
+    cells: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ColumnView {
+    name: &'static str,
+    meaning: &'static str,
 }
 
 #[derive(Serialize)]
@@ -895,30 +1267,92 @@ struct SectionView {
 struct RowView {
     severity: &'static str,
     severity_rank: u8,
-    email: String,
     docker_id: String,
+    email: String,
+    email_href: Option<String>,
     name: String,
     role: String,
     team: String,
     person_email: String,
+    person_email_href: Option<String>,
     person_status: String,
     match_basis: String,
     reason: String,
-    evidence: Vec<EvidenceView>,
-    /// `open`, `accepted` or `open (exception expired)`, with history and the exception.
+    evidence: Vec<EvidenceItem>,
+    first_seen: String,
+    days_open: String,
+    /// `days_open` for sorting; -1 when unknown.
+    days_sort: i64,
+    /// `open`, `accepted` or `open (exception expired)`, with the exception.
     status: String,
 }
 
 #[derive(Serialize)]
-struct EvidenceView {
+struct EvidenceItem {
     key: String,
     value: String,
+    href: Option<String>,
 }
+
+/// The columns of each findings table in `report.html`, in CSV order: those that are the
+/// same on every row of a section (`kind`), identifiers the CSV carries for machines
+/// (`key`, `account_id`, `first_seen`, shown on hover) and the reviewers' columns are left
+/// out.
+const TABLE_COLUMNS: [&str; 13] = [
+    "severity",
+    "docker_id",
+    "email",
+    "name",
+    "role",
+    "team",
+    "person_email",
+    "person_status",
+    "match_basis",
+    "reason",
+    "evidence",
+    "days_open",
+    "status",
+];
+
+const SEVERITIES: [Severity; 5] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Info,
+];
 
 impl HtmlView {
     fn new(input: &ReportInput, html_rows: usize) -> Self {
         let complete = input.is_complete();
         let findings = input.outcome().map(ordered_findings).unwrap_or_default();
+
+        // Open findings by kind and severity, from the rows of evaluated kinds.
+        let mut by_severity: BTreeMap<(usize, u8), usize> = BTreeMap::new();
+        for finding in &findings {
+            if input.count(finding.kind).is_some() {
+                *by_severity
+                    .entry((section_index(finding.kind), severity_rank(finding.severity)))
+                    .or_default() += 1;
+            }
+        }
+        let severities_of = |section: Option<usize>| -> Vec<SeverityCount> {
+            SEVERITIES
+                .into_iter()
+                .filter_map(|severity| {
+                    let rank = severity_rank(severity);
+                    let count: usize = by_severity
+                        .iter()
+                        .filter(|((s, r), _)| *r == rank && section.is_none_or(|k| k == *s))
+                        .map(|(_, n)| n)
+                        .sum();
+                    (count > 0).then_some(SeverityCount {
+                        severity: severity.as_str(),
+                        count,
+                    })
+                })
+                .collect()
+        };
 
         let cards = Kind::ALL
             .into_iter()
@@ -933,6 +1367,7 @@ impl HtmlView {
                         Some(0) => "clear",
                         Some(_) => "open",
                     },
+                    severities: severities_of(Some(section_index(kind))),
                 }
             })
             .collect();
@@ -962,23 +1397,34 @@ impl HtmlView {
                     total: rows.len(),
                     shown,
                     more: rows.len() - shown,
-                    rows: rows.iter().take(shown).map(|f| RowView::new(f)).collect(),
+                    rows: rows
+                        .iter()
+                        .take(shown)
+                        .map(|f| RowView::new(input, f))
+                        .collect(),
                 }
             })
             .collect();
 
+        let status_label = if complete {
+            "complete".to_string()
+        } else {
+            "incomplete: nothing was reconciled".to_string()
+        };
+        let as_of = input.as_of.format("%Y-%m-%d").to_string();
+        let page_title_css = css_string_body(&format!(
+            "Docker Hub access review: {}, {as_of}, run {}, {status_label}",
+            input.organization, input.run_id
+        ));
+
         HtmlView {
             organization: input.organization.clone(),
-            as_of: input.as_of.format("%Y-%m-%d").to_string(),
+            as_of,
             run_id: input.run_id,
             generated_at: display_time(&input.generated_at),
             version: input.version.clone(),
             complete,
-            status_label: if complete {
-                "complete".to_string()
-            } else {
-                "incomplete: nothing was reconciled".to_string()
-            },
+            status_label,
             reason: input.failure_reason().unwrap_or_default(),
             snapshot: input.snapshot.as_ref().map(|snapshot| SnapshotView {
                 id: snapshot.id,
@@ -987,6 +1433,7 @@ impl HtmlView {
                 accounts: snapshot.accounts,
                 active_accounts: snapshot.active_accounts,
                 total_results_label: snapshot.total_results.map(|n| n.to_string()),
+                sha256: snapshot.sha256.clone(),
             }),
             idp: input.idp.as_ref().map(InputView::new),
             activity: input.activity.as_ref().map(InputView::new),
@@ -998,10 +1445,18 @@ impl HtmlView {
                     label: drop_label(name),
                 })
                 .collect(),
+            open_total_label: count_label(input.open_total()),
+            severity_totals: severities_of(None),
             cards,
             seats: input
                 .outcome()
                 .map(|outcome| SeatsView::new(&outcome.seats)),
+            trend: TrendView::new(input),
+            columns: COLUMNS
+                .iter()
+                .map(|(name, meaning)| ColumnView { name, meaning })
+                .collect(),
+            table_columns: TABLE_COLUMNS.to_vec(),
             sections,
             expired: findings
                 .iter()
@@ -1018,6 +1473,10 @@ impl HtmlView {
                 .outcome()
                 .map(|o| o.resolved.iter().map(ResolvedView::new).collect())
                 .unwrap_or_default(),
+            config_sha256: input.config.as_ref().map(|c| c.sha256.clone()),
+            previous_manifest: input.previous_manifest.clone(),
+            page_style_hash: csp_hash(&page_style(&page_title_css)),
+            page_title_css,
             style_hash: csp_hash(REPORT_STYLE),
             script_hash: csp_hash(REPORT_SCRIPT),
         }
@@ -1043,12 +1502,284 @@ impl SeatsView {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "not configured".to_string()),
             in_use: seats.in_use,
+            unused: seats
+                .purchased
+                .map(|purchased| purchased.saturating_sub(seats.in_use)),
+            over: seats
+                .purchased
+                .map(|purchased| seats.in_use.saturating_sub(purchased))
+                .filter(|over| *over > 0),
             reclaimable_total: seats.reclaimable_total,
             reclaimable: reclaimable_view(&seats.reclaimable),
             seat_price: seats.seat_price.map(money),
             monthly_saving: seats.monthly_saving.map(money),
             yearly_saving: seats.yearly_saving.map(money),
+            chart: SeatChart::new(seats),
         }
+    }
+}
+
+/// The width of the SVG charts' coordinate system; the browser scales it to the page.
+const CHART_WIDTH: f64 = 640.0;
+
+/// A chart coordinate, to one decimal.
+fn coordinate(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+impl SeatChart {
+    const LEFT: f64 = 4.0;
+    const RIGHT: f64 = CHART_WIDTH - 4.0;
+
+    fn new(seats: &SeatSummary) -> Self {
+        let mut parts: Vec<(String, String, u64)> = Vec::new();
+        let mut reasons: Vec<(&String, &u64)> =
+            seats.reclaimable.iter().filter(|(_, n)| **n > 0).collect();
+        reasons
+            .sort_by_key(|(reason, _)| Kind::parse(reason).map_or(Kind::ALL.len(), section_index));
+        for (reason, seats) in reasons {
+            let (class, label) = match Kind::parse(reason) {
+                Some(kind) => (
+                    format!("series-{}", section_index(kind)),
+                    format!("reclaimable: {}", kind.title()),
+                ),
+                None => ("seat-other".to_string(), format!("reclaimable: {reason}")),
+            };
+            parts.push((class, label, *seats));
+        }
+        let kept = seats.in_use.saturating_sub(seats.reclaimable_total);
+        parts.push((
+            "seat-kept".to_string(),
+            "in use, nothing to reclaim".to_string(),
+            kept,
+        ));
+        if let Some(purchased) = seats.purchased {
+            let unused = purchased.saturating_sub(seats.in_use.max(seats.reclaimable_total));
+            parts.push((
+                "seat-unused".to_string(),
+                "purchased, not in use".to_string(),
+                unused,
+            ));
+        }
+
+        let scale = parts
+            .iter()
+            .map(|(_, _, n)| n)
+            .sum::<u64>()
+            .max(seats.purchased.unwrap_or(0))
+            .max(1);
+        let per_seat = (Self::RIGHT - Self::LEFT) / scale as f64;
+        let mut x = Self::LEFT;
+        let mut segments = Vec::new();
+        for (class, label, count) in parts {
+            if count == 0 {
+                continue;
+            }
+            let width = count as f64 * per_seat;
+            segments.push(SeatSegment {
+                x: coordinate(x),
+                width: coordinate(width),
+                class,
+                label,
+                seats: count,
+            });
+            x += width;
+        }
+        let purchased_x = seats
+            .purchased
+            .filter(|purchased| *purchased < seats.in_use)
+            .map(|purchased| coordinate(Self::LEFT + purchased as f64 * per_seat));
+
+        let description = format!(
+            "{} seats in use, {} of them reclaimable; {}",
+            seats.in_use,
+            seats.reclaimable_total,
+            match seats.purchased {
+                Some(purchased) => format!("{purchased} purchased"),
+                None => "seats purchased not configured".to_string(),
+            }
+        );
+        SeatChart {
+            segments,
+            purchased_x,
+            scale,
+            description,
+        }
+    }
+}
+
+impl TrendView {
+    const LEFT: f64 = 44.0;
+    const RIGHT: f64 = CHART_WIDTH - 20.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 180.0;
+
+    fn new(input: &ReportInput) -> Self {
+        // An incomplete run has no point of its own: earlier counts are not shown under
+        // its name.
+        let points: &[TrendPoint] = if input.is_complete() {
+            &input.trend
+        } else {
+            &[]
+        };
+        let count = |point: &TrendPoint, kind: Kind| {
+            point
+                .counts
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .and_then(|(_, n)| *n)
+        };
+        let max = points
+            .iter()
+            .flat_map(|point| Kind::ALL.map(|kind| count(point, kind)))
+            .flatten()
+            .max()
+            .unwrap_or(0);
+        let top = nice_ceiling(max);
+
+        let x_of = |i: usize| {
+            if points.len() <= 1 {
+                (Self::LEFT + Self::RIGHT) / 2.0
+            } else {
+                Self::LEFT + (Self::RIGHT - Self::LEFT) * i as f64 / (points.len() - 1) as f64
+            }
+        };
+        let y_of = |n: usize| Self::BOTTOM - (Self::BOTTOM - Self::TOP) * n as f64 / top as f64;
+        let run_label = |point: &TrendPoint| {
+            point
+                .as_of
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| format!("run {}", point.run_id))
+        };
+
+        let zero_kinds: Vec<&'static str> = Kind::ALL
+            .into_iter()
+            .filter(|kind| {
+                let counts: Vec<usize> = points.iter().filter_map(|p| count(p, *kind)).collect();
+                !counts.is_empty() && counts.iter().all(|n| *n == 0)
+            })
+            .map(Kind::as_str)
+            .collect();
+        let series = Kind::ALL
+            .into_iter()
+            .filter(|kind| !zero_kinds.contains(&kind.as_str()))
+            .filter_map(|kind| {
+                let mut lines = Vec::new();
+                let mut line: Vec<String> = Vec::new();
+                let mut dots = Vec::new();
+                for (i, point) in points.iter().enumerate() {
+                    match count(point, kind) {
+                        Some(n) => {
+                            let (x, y) = (coordinate(x_of(i)), coordinate(y_of(n)));
+                            line.push(format!("{x},{y}"));
+                            dots.push(Dot {
+                                x,
+                                y,
+                                title: format!(
+                                    "{}: {n} open on {} (run {})",
+                                    kind.as_str(),
+                                    run_label(point),
+                                    point.run_id
+                                ),
+                            });
+                        }
+                        None if !line.is_empty() => lines.push(std::mem::take(&mut line).join(" ")),
+                        None => {}
+                    }
+                }
+                if !line.is_empty() {
+                    lines.push(line.join(" "));
+                }
+                let latest = points
+                    .last()
+                    .map(|point| count_label(count(point, kind)))
+                    .unwrap_or_default();
+                (!dots.is_empty()).then(|| SeriesView {
+                    kind: kind.as_str(),
+                    class: format!("series-{}", section_index(kind)),
+                    lines,
+                    dots,
+                    latest,
+                })
+            })
+            .collect();
+
+        // Label at most about eight runs, always the first and the last.
+        let step = points.len().div_ceil(8).max(1);
+        let x_labels = points
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || *i + 1 == points.len())
+            .map(|(i, point)| AxisLabel {
+                x: coordinate(x_of(i)),
+                y: coordinate(Self::BOTTOM + 18.0),
+                label: point
+                    .as_of
+                    .map(|d| d.format("%m-%d").to_string())
+                    .unwrap_or_else(|| format!("run {}", point.run_id)),
+            })
+            .collect();
+        let parts = [4, 5, 2]
+            .into_iter()
+            .find(|p| top.is_multiple_of(*p))
+            .unwrap_or(1);
+        let y_ticks = (0..=parts)
+            .map(|i| top * i / parts)
+            .map(|n| AxisLabel {
+                x: coordinate(Self::LEFT - 6.0),
+                y: coordinate(y_of(n)),
+                label: n.to_string(),
+            })
+            .collect();
+
+        let rows = points
+            .iter()
+            .map(|point| TrendRow {
+                run_id: point.run_id,
+                as_of: run_label(point),
+                cells: Kind::ALL
+                    .map(|kind| count_label(count(point, kind)))
+                    .to_vec(),
+            })
+            .collect();
+        let description = match (points.first(), points.last()) {
+            (Some(first), Some(last)) if points.len() > 1 => format!(
+                "open findings per kind in the {} reconciled runs from {} to {}",
+                points.len(),
+                run_label(first),
+                run_label(last)
+            ),
+            (Some(only), _) => format!(
+                "open findings per kind in the only reconciled run so far, {}",
+                run_label(only)
+            ),
+            _ => "no reconciled run yet".to_string(),
+        };
+        TrendView {
+            runs: points.len(),
+            x_labels,
+            y_ticks,
+            series,
+            zero_kinds,
+            kinds: Kind::ALL.map(Kind::as_str).to_vec(),
+            rows,
+            description,
+        }
+    }
+}
+
+/// The top of a chart's scale: the smallest of 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30,
+/// 40, 50, 60, 80, 100, 150, ... that is at least `n`.
+fn nice_ceiling(n: usize) -> usize {
+    let mut base = 1;
+    loop {
+        for tenths in [10, 15, 20, 25, 30, 40, 50, 60, 80] {
+            let candidate = base * tenths / 10;
+            if base * tenths % 10 == 0 && candidate >= n.max(1) {
+                return candidate;
+            }
+        }
+        base *= 10;
     }
 }
 
@@ -1106,40 +1837,97 @@ impl ResolvedView {
 }
 
 impl RowView {
-    fn new(finding: &Finding) -> Self {
+    fn new(input: &ReportInput, finding: &Finding) -> Self {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let row = CsvRow::new(input, finding);
         RowView {
             severity: finding.severity.as_str(),
             severity_rank: severity_rank(finding.severity),
-            email: text(&finding.email),
             docker_id: text(&finding.docker_id),
+            email: text(&finding.email),
+            email_href: finding.email.as_deref().and_then(mailto_href),
             name: text(&finding.name),
             role: text(&finding.role),
             team: text(&finding.team),
             person_email: text(&finding.person_email),
+            person_email_href: finding.person_email.as_deref().and_then(mailto_href),
             person_status: text(&finding.person_status),
             match_basis: finding.match_basis.clone(),
             reason: finding.reason.clone(),
             evidence: finding
                 .evidence
                 .iter()
-                .map(|(key, value)| EvidenceView {
+                .map(|(key, value)| EvidenceItem {
                     key: key.clone(),
                     value: value.clone(),
+                    href: safe_href(value),
                 })
                 .collect(),
-            status: {
-                let mut text = status_text(finding).to_string();
-                if let (Some(days), Some(since)) = (finding.days_open, finding.first_seen) {
-                    text.push_str(&format!(", {days} days (since {since})"));
-                }
-                if let Some(e) = &finding.exception {
-                    text.push_str(&format!("; {}", exception_text(e)));
-                }
-                text
+            first_seen: row.first_seen.map(|d| d.to_string()).unwrap_or_default(),
+            days_open: row.days_open.map(|d| d.to_string()).unwrap_or_default(),
+            days_sort: row.days_open.unwrap_or(-1),
+            status: match &finding.exception {
+                Some(e) => format!("{}; {}", status_text(finding), exception_text(e)),
+                None => status_text(finding).to_string(),
             },
         }
     }
+}
+
+/// The link target for a value, only for an absolute `https:` URL or a `mailto:` address;
+/// every other value (`javascript:`, `data:`, `http:`, anything relative) is shown as
+/// text and never becomes a link.
+pub fn safe_href(value: &str) -> Option<String> {
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let lower = value.get(..8).map(str::to_ascii_lowercase);
+    if lower.as_deref() == Some("https://") {
+        let url = url::Url::parse(value).ok()?;
+        return (url.scheme() == "https" && url.host().is_some()).then(|| url.to_string());
+    }
+    if value.get(..7).map(str::to_ascii_lowercase).as_deref() == Some("mailto:") {
+        return mailto_href(&value[7..]);
+    }
+    None
+}
+
+/// `mailto:<address>` for a plain email address: one `@`, and nothing that could add
+/// headers, a second recipient or another scheme (`?`, `&`, `,`, `:`, `/`, `%`, ...).
+pub fn mailto_href(address: &str) -> Option<String> {
+    let (local, domain) = address.split_once('@')?;
+    let local_ok = !local.is_empty()
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".+-_'".contains(c));
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".-".contains(c));
+    (local_ok && domain_ok).then(|| format!("mailto:{address}"))
+}
+
+/// The second inline style block: the printed page header, whose text comes from the
+/// run. It is pinned by its own hash like the others.
+fn page_style(title_css: &str) -> String {
+    format!("@page {{ @top-left {{ content: \"{title_css}\"; }} }}")
+}
+
+/// `text` as the inside of a double-quoted CSS string: every character but ASCII
+/// letters, digits and spaces becomes a CSS escape (`\3c ` for `<`), so nothing in it can
+/// end the string, the rule or the `<style>` element, and HTML escaping leaves it as is.
+fn css_string_body(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == ' ' {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\{:x} ", c as u32));
+        }
+    }
+    out
 }
 
 /// A count as a reviewer reads it: the number, or `not evaluated` (never 0).
@@ -1288,6 +2076,7 @@ pub(crate) mod tests {
                 accounts: 131,
                 active_accounts: 130,
                 total_results: Some(131),
+                sha256: Some("5a".repeat(32)),
             }),
             idp: Some(InputFile {
                 path: PathBuf::from("exports/okta-users.csv"),
@@ -1309,6 +2098,60 @@ pub(crate) mod tests {
             }),
             accepted_drops: Vec::new(),
             version: "0.1.0".to_string(),
+            trend: vec![
+                trend_point(
+                    40,
+                    "2026-11-16",
+                    &[(Kind::TerminatedActive, 4), (Kind::Shadow, 1)],
+                ),
+                trend_point(
+                    41,
+                    "2026-11-23",
+                    &[(Kind::TerminatedActive, 3), (Kind::Shadow, 2)],
+                ),
+                trend_point(
+                    42,
+                    "2026-11-30",
+                    &[(Kind::TerminatedActive, 2), (Kind::Shadow, 1)],
+                ),
+            ],
+            first_seen: BTreeMap::from([
+                (
+                    "terminated_active:dana@acme.example".to_string(),
+                    NaiveDate::from_ymd_opt(2026, 11, 16).unwrap(),
+                ),
+                (
+                    "shadow:ci-bot@acme.example".to_string(),
+                    NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                ),
+            ]),
+            config: Some(ConfigEvidence::new(&Config::default())),
+            previous_manifest: Some(ManifestLink {
+                run_id: 41,
+                sha256: "c3".repeat(32),
+            }),
+        }
+    }
+
+    /// A trend point where `counts` are the open findings, `privileged` is 1 and every
+    /// other kind but `idle_seat` (never evaluated) is 0.
+    pub(crate) fn trend_point(run_id: i64, as_of: &str, counts: &[(Kind, usize)]) -> TrendPoint {
+        TrendPoint {
+            run_id,
+            as_of: Some(as_of.parse().unwrap()),
+            counts: Kind::ALL
+                .into_iter()
+                .map(|kind| {
+                    let n = counts.iter().find(|(k, _)| *k == kind).map(|(_, n)| *n);
+                    let n = match kind {
+                        Kind::IdleSeat => None,
+                        Kind::Privileged => Some(n.unwrap_or(1)),
+                        _ => Some(n.unwrap_or(0)),
+                    };
+                    (kind, n)
+                })
+                .collect(),
+            resolved: 0,
         }
     }
 
@@ -1342,7 +2185,16 @@ pub(crate) mod tests {
         outcome.findings[0]
             .evidence
             .insert("<b>k</b>".to_string(), "</td><td>".to_string());
-        input.organization = "<i>acme</i>".to_string();
+        outcome.findings[0]
+            .evidence
+            .insert("profile".to_string(), "JavaScript:alert(2)".to_string());
+        outcome.findings[0].evidence.insert(
+            "source".to_string(),
+            "https://scim.example/Users/1".to_string(),
+        );
+        outcome.findings[1].email = Some("javascript:alert(3)//@x.example".to_string());
+        outcome.findings[1].person_email = Some("a@x.example?cc=b@y.example".to_string());
+        input.organization = "<i>acme</i>\"; } </style><script>alert(4)</script>".to_string();
 
         let html = render_html(&input, 500).unwrap();
 
@@ -1352,14 +2204,45 @@ pub(crate) mod tests {
         assert!(html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!html.contains("<b>k</b>") && !html.contains("<i>acme</i>"));
         assert!(html.contains("&lt;&#x2F;td&gt;&lt;td&gt;"));
-        // `javascript:` is plain text here; it could only act inside a link or a source,
-        // and the report has none.
-        assert!(html.contains("<td>javascript:alert(1)</td>"));
+        // `javascript:` stays text wherever it stands: no link is made of it.
+        assert!(html.contains(">javascript:alert(1)</td>"));
+        assert!(html.contains("JavaScript:alert(2)</li>"));
+        assert!(html.contains(">javascript:alert(3)&#x2F;&#x2F;@x.example</td>"));
+        assert!(html.contains(">a@x.example?cc=b@y.example</td>"));
+        // Links only for https: and mailto:.
+        let mut links = Vec::new();
         for tag in tags(&html) {
-            for attribute in ["href=", "src=", "action=", " on"] {
+            for attribute in ["src=", "action=", " on", "style="] {
                 assert!(!tag.contains(attribute), "{attribute} in the tag <{tag}>");
             }
+            if let Some((_, href)) = tag.split_once("href=\"") {
+                let href = href.split('"').next().unwrap();
+                assert!(
+                    href.starts_with("mailto:") || href.starts_with("https:"),
+                    "link to {href} in <{tag}>"
+                );
+                links.push(href.to_string());
+            }
         }
+        assert!(links.contains(&"https:&#x2F;&#x2F;scim.example&#x2F;Users&#x2F;1".to_string()));
+        assert!(
+            links.contains(&"mailto:lee@acme.example".to_string()),
+            "{links:?}"
+        );
+        // The organization reaches the printed page header only as CSS escapes.
+        let page_style = html
+            .split("<style>")
+            .nth(2)
+            .unwrap()
+            .split("</style>")
+            .next()
+            .unwrap();
+        assert!(
+            page_style.starts_with("@page { @top-left { content: \""),
+            "{page_style}"
+        );
+        assert_eq!(page_style.matches('"').count(), 2, "{page_style}");
+        assert!(page_style.contains("\\3c i\\3e acme"), "{page_style}");
         // The only script block is the report's own.
         assert_eq!(html.matches("<script").count(), 1);
     }
@@ -1377,9 +2260,21 @@ pub(crate) mod tests {
         let script = between(&html, "<script>", "</script>");
         assert_eq!(style, REPORT_STYLE);
         assert_eq!(script, REPORT_SCRIPT);
+        let page = html
+            .split("<style>")
+            .nth(2)
+            .unwrap()
+            .split("</style>")
+            .next()
+            .unwrap();
+        assert_eq!(html.matches("<style>").count(), 2);
         // Tera escapes the `/` of base64 in the attribute; the browser reads it back.
         let attribute = |hash: String| hash.replace('/', "&#x2F;");
-        assert!(html.contains(&format!("style-src '{}'", attribute(csp_hash(style)))));
+        assert!(html.contains(&format!(
+            "style-src '{}' '{}'",
+            attribute(csp_hash(style)),
+            attribute(csp_hash(page))
+        )));
         assert!(html.contains(&format!("script-src '{}'", attribute(csp_hash(script)))));
     }
 
@@ -1418,8 +2313,19 @@ pub(crate) mod tests {
     fn formula_cells_get_a_leading_quote_and_plain_text_stays() {
         let table = [
             ("=SUM(A1)", "'=SUM(A1)"),
-            ("+1", "'+1"),
-            ("-2", "'-2"),
+            ("+1 555 0100", "'+1 555 0100"),
+            ("-1+2", "'-1+2"),
+            ("-", "'-"),
+            ("--2", "'--2"),
+            ("-.5", "'-.5"),
+            ("-2.", "'-2."),
+            ("=1", "'=1"),
+            // Plain numbers compute nothing and stay numbers.
+            ("+1", "+1"),
+            ("-2", "-2"),
+            ("-12.50", "-12.50"),
+            ("14", "14"),
+            ("2026-11-16", "2026-11-16"),
             ("@x", "'@x"),
             ("\tx", "'\tx"),
             ("\rx", "'\rx"),
@@ -1463,7 +2369,11 @@ pub(crate) mod tests {
         let shadow = &rows[2];
         assert_eq!(&shadow[6], "'=HYPERLINK(\"x\")");
         assert_eq!(&rows[0][13], "active=true; termination_date=2026-11-02");
-        assert_eq!((&rows[0][14], &rows[0][15]), ("", ""));
+        // First seen two weeks before the review date; no history for lee.
+        assert_eq!((&rows[0][14], &rows[0][15]), ("2026-11-16", "14"));
+        assert_eq!((&rows[1][14], &rows[1][15]), ("", ""));
+        assert_eq!((&rows[0][16], &rows[0][17]), ("", ""));
+        assert!(!fs::read(out.join("findings.csv")).unwrap().starts_with(BOM));
 
         // One CSV per evaluated kind, header only when it has no rows; none for idle_seat.
         let drift = fs::read_to_string(out.join("drift.csv")).unwrap();
@@ -1548,6 +2458,9 @@ pub(crate) mod tests {
         assert!(html.contains("SCIM returned 117 of 131 users (totalResults 131)"));
         assert!(!html.contains("Checked: no findings"));
         assert!(!html.contains("Review sign-off"));
+        assert!(html.contains("Not shown: this run reconciled nothing"));
+        assert!(!html.contains("<svg class=\"trend-chart\""));
+        assert!(!html.contains("<svg class=\"seat-chart\""));
         assert_eq!(
             html.matches("<span class=\"number\">not evaluated</span>")
                 .count(),
@@ -1590,7 +2503,7 @@ pub(crate) mod tests {
 
         assert_eq!(mode(&out), 0o700);
         assert_eq!(mode(&dir.path().join("reports")), 0o700);
-        assert_eq!(written.files.len(), 12);
+        assert_eq!(written.files.len(), 13);
         for file in &written.files {
             assert_eq!(mode(&file.path), 0o600, "{}", file.name);
         }
@@ -1649,6 +2562,333 @@ pub(crate) mod tests {
         let chain = error_chain(&error);
         assert!(chain.contains("broken.html"), "{chain}");
         assert!(chain.contains("missing.field"), "{chain}");
+    }
+
+    #[test]
+    fn findings_json_holds_every_finding_under_the_csv_column_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), &complete_input(), 500).unwrap();
+
+        let json = read_json(&written.file("findings.json").unwrap().path);
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert_eq!(json["run_id"], 42);
+        assert_eq!(json["status"], "complete");
+        let findings = json["findings"].as_array().unwrap();
+        assert_eq!(findings.len(), 4);
+        // The CSV's columns but the reviewers' two, in the same order.
+        let keys: Vec<&str> = findings[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected: Vec<&str> = CSV_COLUMNS[..16].to_vec();
+        expected.sort_unstable();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, expected);
+        assert_eq!(findings[0]["email"], "dana@acme.example");
+        assert_eq!(findings[0]["evidence"]["termination_date"], "2026-11-02");
+        assert_eq!(findings[0]["first_seen"], "2026-11-16");
+        assert_eq!(findings[0]["days_open"], 14);
+        assert!(findings[1]["days_open"].is_null());
+        // A shadow account has no person: null, not an empty string.
+        assert!(findings[2]["person_email"].is_null());
+    }
+
+    #[test]
+    fn an_incomplete_run_writes_no_findings_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), &incomplete_input(), 500).unwrap();
+
+        assert!(written.file("findings.json").is_none());
+        assert!(!dir.path().join("findings.json").exists());
+    }
+
+    #[test]
+    fn csv_bom_starts_every_csv_with_a_byte_order_mark_and_nothing_else_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            csv_bom: true,
+            ..Options::default()
+        };
+        let with = write_with(&dir.path().join("bom"), &complete_input(), &options).unwrap();
+        let without = write(&dir.path().join("plain"), &complete_input(), 500).unwrap();
+
+        let csvs: Vec<&WrittenFile> = with
+            .files
+            .iter()
+            .filter(|f| f.name.ends_with(".csv"))
+            .collect();
+        assert_eq!(csvs.len(), 9);
+        for file in csvs {
+            let bytes = fs::read(&file.path).unwrap();
+            let plain = fs::read(&without.file(&file.name).unwrap().path).unwrap();
+            assert!(bytes.starts_with(BOM), "{}", file.name);
+            assert_eq!(&bytes[3..], &plain[..], "{}", file.name);
+        }
+        for name in ["findings.json", "summary.json"] {
+            let bytes = fs::read(&with.file(name).unwrap().path).unwrap();
+            assert!(bytes.starts_with(b"{"), "{name}");
+        }
+    }
+
+    #[test]
+    fn manifest_records_the_snapshot_hash_the_config_and_the_previous_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &complete_input(), 500).unwrap();
+
+        let manifest = read_json(&dir.path().join("manifest.json"));
+        assert_eq!(manifest["schema_version"], SCHEMA_VERSION);
+        assert_eq!(manifest["version"], "0.1.0");
+        assert_eq!(manifest["status"], "complete");
+        assert_eq!(manifest["as_of"], "2026-11-30");
+        assert_eq!(manifest["snapshot_sha256"], "5a".repeat(32));
+        assert_eq!(manifest["previous_manifest"]["run_id"], 41);
+        assert_eq!(manifest["previous_manifest"]["sha256"], "c3".repeat(32));
+        let config = &manifest["config"];
+        assert_eq!(config["effective"]["report"]["html_rows"], 500);
+        assert_eq!(
+            config["sha256"],
+            config_sha256(&config["effective"]).as_str(),
+            "the hash is of the configuration the manifest shows"
+        );
+        let names: Vec<&str> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"findings.json"), "{names:?}");
+        assert!(!names.contains(&"manifest.json"));
+    }
+
+    #[test]
+    fn config_evidence_keeps_credentials_in_a_url_out_and_hashes_what_it_shows() {
+        let mut config = Config::default();
+        config.scim.url = "https://user:hunter2@scim.example/v2/scim/2.0".to_string();
+
+        let evidence = ConfigEvidence::new(&config);
+
+        let text = evidence.effective.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("user:"), "{text}");
+        assert_eq!(
+            evidence.effective["scim"]["url"],
+            "https://REDACTED@scim.example/v2/scim/2.0"
+        );
+        assert_eq!(evidence.sha256, config_sha256(&evidence.effective));
+        let other = ConfigEvidence::new(&Config {
+            review: crate::config::ReviewConfig {
+                idle_days: 60,
+                ..Default::default()
+            },
+            ..Config::default()
+        });
+        assert_ne!(other.sha256, ConfigEvidence::new(&Config::default()).sha256);
+    }
+
+    #[test]
+    fn every_html_table_column_is_a_csv_column_in_the_same_order() {
+        let positions: Vec<usize> = TABLE_COLUMNS
+            .iter()
+            .map(|c| CSV_COLUMNS.iter().position(|k| k == c).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        assert_eq!(CSV_COLUMNS.len(), COLUMNS.len());
+
+        let html = render_html(&complete_input(), 500).unwrap();
+        for column in COLUMNS {
+            assert!(html.contains(&format!("<dt><code>{}</code></dt>", column.0)));
+        }
+        assert!(
+            html.contains("<th scope=\"col\" class=\"col-person_email\">person_<wbr>email</th>")
+        );
+        // The cells of a row come in the order of the headers (the filter relies on it).
+        let start = html.find("<td class=\"col-severity\"").unwrap();
+        let row = between(&html[start..], "", "</tr>");
+        let cells: Vec<&str> = row
+            .split("data-column=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert_eq!(cells, TABLE_COLUMNS);
+    }
+
+    #[test]
+    fn cards_break_open_findings_down_by_severity() {
+        let html = render_html(&complete_input(), 500).unwrap();
+
+        assert!(html.contains("<h3>Open findings: 4</h3>"));
+        assert!(html.contains(
+            "<span class=\"breakdown\"><span class=\"severity severity-critical\">1 critical</span>, \
+             <span class=\"severity severity-high\">1 high</span></span>"
+        ));
+        let severity_line = between(&html, "By severity:", "</p>");
+        assert!(severity_line.contains("1 critical"), "{severity_line}");
+        assert!(severity_line.contains("2 high"), "{severity_line}");
+        assert!(severity_line.contains("1 info"), "{severity_line}");
+    }
+
+    #[test]
+    fn the_seat_chart_stacks_reclaimable_kept_and_unused_seats_over_the_full_width() {
+        let seats = &complete_input().outcome.unwrap().seats;
+        let chart = SeatChart::new(seats);
+
+        let labels: Vec<(&str, u64)> = chart
+            .segments
+            .iter()
+            .map(|s| (s.class.as_str(), s.seats))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("series-0", 2),
+                ("series-1", 1),
+                ("seat-kept", 127),
+                ("seat-unused", 20)
+            ]
+        );
+        assert_eq!(chart.scale, 150);
+        let last = chart.segments.last().unwrap();
+        let end: f64 = last.x.parse::<f64>().unwrap() + last.width.parse::<f64>().unwrap();
+        assert!((end - SeatChart::RIGHT).abs() < 0.2, "{end}");
+        assert!(chart.purchased_x.is_none());
+    }
+
+    #[test]
+    fn the_seat_chart_marks_where_purchased_seats_end_when_more_are_in_use() {
+        let mut seats = complete_input().outcome.unwrap().seats;
+        seats.purchased = Some(100);
+
+        let chart = SeatChart::new(&seats);
+        let view = SeatsView::new(&seats);
+
+        assert_eq!(chart.scale, 130);
+        assert!(chart.segments.iter().all(|s| s.class != "seat-unused"));
+        let x: f64 = chart.purchased_x.unwrap().parse().unwrap();
+        let expected = SeatChart::LEFT + 100.0 * (SeatChart::RIGHT - SeatChart::LEFT) / 130.0;
+        assert!((x - expected).abs() < 0.1, "{x}");
+        assert_eq!(view.over, Some(30));
+        assert_eq!(view.unused, Some(0));
+    }
+
+    #[test]
+    fn the_trend_breaks_a_line_where_a_run_did_not_evaluate_the_kind() {
+        let mut input = complete_input();
+        input.trend[1]
+            .counts
+            .iter_mut()
+            .find(|(k, _)| *k == Kind::TerminatedActive)
+            .unwrap()
+            .1 = None;
+
+        let trend = TrendView::new(&input);
+
+        let leavers = trend
+            .series
+            .iter()
+            .find(|s| s.kind == "terminated_active")
+            .unwrap();
+        assert_eq!(leavers.lines.len(), 2, "{:?}", leavers.lines);
+        assert_eq!(leavers.dots.len(), 2);
+        assert_eq!(leavers.latest, "2");
+        assert_eq!(trend.rows[1].cells[0], "not evaluated");
+        // Kinds at zero in every run are named, not drawn; never-evaluated ones neither.
+        assert!(trend.zero_kinds.contains(&"drift"));
+        assert!(!trend.zero_kinds.contains(&"idle_seat"));
+        let drawn: Vec<&str> = trend.series.iter().map(|s| s.kind).collect();
+        assert_eq!(drawn, ["terminated_active", "shadow", "privileged"]);
+        // The largest count, 4, tops the scale, with a tick every 1.
+        let ticks: Vec<&str> = trend.y_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(ticks, ["0", "1", "2", "3", "4"]);
+    }
+
+    #[test]
+    fn a_report_with_no_trend_says_so_instead_of_drawing_an_empty_chart() {
+        let mut input = complete_input();
+        input.trend.clear();
+
+        let html = render_html(&input, 500).unwrap();
+
+        assert!(html.contains("No reconciled run yet: there is no trend to show."));
+        assert!(!html.contains("class=\"trend-chart\""));
+    }
+
+    #[test]
+    fn chart_scales_end_on_a_round_number() {
+        let table = [
+            (0, 1),
+            (1, 1),
+            (4, 4),
+            (7, 8),
+            (9, 10),
+            (11, 15),
+            (23, 25),
+            (26, 30),
+            (81, 100),
+            (101, 150),
+            (1234, 1500),
+        ];
+        for (n, top) in table {
+            assert_eq!(nice_ceiling(n), top, "{n}");
+        }
+    }
+
+    #[test]
+    fn days_open_is_unknown_rather_than_negative() {
+        let day = |d: &str| d.parse::<NaiveDate>().unwrap();
+        assert_eq!(days_between(day("2026-11-16"), day("2026-11-30")), Some(14));
+        assert_eq!(days_between(day("2026-11-30"), day("2026-11-30")), Some(0));
+        assert_eq!(days_between(day("2026-12-01"), day("2026-11-30")), None);
+    }
+
+    #[test]
+    fn only_https_and_mailto_values_become_links() {
+        let table = [
+            ("https://scim.example/x", Some("https://scim.example/x")),
+            ("HTTPS://scim.example/x", Some("https://scim.example/x")),
+            ("mailto:a@b.example", Some("mailto:a@b.example")),
+            ("MAILTO:a@b.example", Some("mailto:a@b.example")),
+            ("http://scim.example/x", None),
+            ("javascript:alert(1)", None),
+            ("JavaScript:alert(1)", None),
+            (" javascript:alert(1)", None),
+            ("java\tscript:alert(1)", None),
+            ("data:text/html,<script>", None),
+            ("//scim.example/x", None),
+            ("https://", None),
+            ("https:// x", None),
+            ("mailto:a@b.example?cc=c@d.example", None),
+            ("mailto:javascript:alert(1)@x.example", None),
+            ("dana@acme.example", None),
+        ];
+        for (value, href) in table {
+            assert_eq!(safe_href(value).as_deref(), href, "{value:?}");
+        }
+        assert_eq!(
+            mailto_href("o'brien@acme.example").as_deref(),
+            Some("mailto:o'brien@acme.example")
+        );
+        for address in [
+            "a@b",
+            "@b.example",
+            "a@.example",
+            "a b@c.example",
+            "a@b.example,c@d.example",
+        ] {
+            assert_eq!(mailto_href(address), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn css_strings_escape_everything_but_letters_digits_and_spaces() {
+        assert_eq!(css_string_body("Acme 42"), "Acme 42");
+        assert_eq!(css_string_body("a\"b"), "a\\22 b");
+        assert_eq!(css_string_body("</style>"), "\\3c \\2f style\\3e ");
+        assert_eq!(css_string_body("Zoë"), "Zo\\eb ");
+        assert_eq!(css_string_body("a\\b"), "a\\5c b");
+        assert_eq!(css_string_body("\n"), "\\a ");
     }
 
     #[test]

@@ -180,6 +180,20 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         Command::Send(args) => job.send_only(args.run, args.dry_run).await,
         Command::History(args) => job.history(args.limit),
         Command::Diff(args) => job.diff(args.from, args.to),
+        Command::Verify(args) => {
+            let verification =
+                crate::verify::run(&args.dir, &job.config.store.path).map_err(Failure::usage)?;
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout(), "{verification}");
+            }
+            // A report that is not what was written counts like open findings: exit 1.
+            Ok(if verification.is_clean() {
+                Exit::Completed
+            } else {
+                Exit::Findings
+            })
+        }
         Command::Demo(_) | Command::Doctor => unreachable!("handled above"),
     }
 }
@@ -883,8 +897,12 @@ impl Job {
         let input = report_input(store, &run, &self.config)?;
         // A report directory is evidence: it is never written twice.
         let dir = report_dir(&self.config.report.dir, &run)?;
-        let written = report::write(&dir, &input, self.config.report.html_rows)
-            .map_err(|e| Failure::internal(&e))?;
+        let options = report::Options {
+            html_rows: self.config.report.html_rows,
+            csv_bom: self.config.report.csv_bom,
+        };
+        let written =
+            report::write_with(&dir, &input, &options).map_err(|e| Failure::internal(&e))?;
         let manifest = written
             .files
             .iter()
@@ -1470,6 +1488,11 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     if exit != Exit::Completed {
         return Ok(exit);
     }
+    // Reconciling the baseline gives the report a trend and its findings an age.
+    let baseline: NaiveDate = demo::DEMO_BASELINE_DATE
+        .parse()
+        .map_err(|e| Failure::usage(format!("demo baseline date: {e}")))?;
+    job.reconcile_only(None, Some(baseline), &[], &[])?;
     server.set_users(demo::demo_current());
     say!("demo: the review, as of {as_of}");
     let summary = job.run_job(Some(as_of), &[], false, &[]).await?;
@@ -1610,6 +1633,15 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         None => None,
     };
     let outcome = store.outcome(run.id).map_err(|e| Failure::internal(&e))?;
+    let snapshot_sha256 = match &snapshot {
+        Some(s) => Some(
+            store
+                .snapshot_sha256(s.id)
+                .map_err(|e| Failure::internal(&e))?,
+        ),
+        None => None,
+    };
+    let internal = |e: crate::store::StoreError| Failure::internal(&e);
     let (status, reason) = match (&snapshot, &outcome) {
         (Some(s), _) if !s.completeness.is_complete() => {
             ("incomplete", s.completeness.reason().map(str::to_owned))
@@ -1655,6 +1687,7 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
             accounts: s.accounts,
             active_accounts: s.active_accounts,
             total_results: s.total_results,
+            sha256: snapshot_sha256,
         }),
         idp: store
             .input(run.id, "idp")
@@ -1668,6 +1701,15 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         outcome: if status == "complete" { outcome } else { None },
         accepted_drops: run.accepted_drops.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        trend: store
+            .trend_through(run.id, report::TREND_RUNS)
+            .map_err(internal)?,
+        first_seen: store.first_seen(run.id).map_err(internal)?,
+        config: Some(report::ConfigEvidence::new(config)),
+        previous_manifest: store
+            .previous_manifest(run.id)
+            .map_err(internal)?
+            .map(|(run_id, sha256)| report::ManifestLink { run_id, sha256 }),
     })
 }
 

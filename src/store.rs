@@ -6,6 +6,7 @@
 //! transaction, so a crash leaves the last good one intact. The file is created
 //! readable by its owner only: it holds personal data.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -161,7 +162,7 @@ pub struct RunRow {
 }
 
 /// Open findings per kind in one reconciled run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrendPoint {
     pub run_id: i64,
     pub as_of: Option<NaiveDate>,
@@ -169,6 +170,9 @@ pub struct TrendPoint {
     /// Findings open in an earlier run that this run found resolved.
     pub resolved: usize,
 }
+
+/// Open findings per kind; `None` for a kind that was not evaluated.
+type KindCounts = Vec<(Kind, Option<usize>)>;
 
 /// A stored snapshot, without its accounts.
 #[derive(Debug, Clone, PartialEq)]
@@ -1093,34 +1097,7 @@ impl Store {
 
     /// Open findings per kind for the last `limit` reconciled runs, oldest first.
     pub fn trend(&self, limit: usize) -> Result<Vec<TrendPoint>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, as_of FROM runs WHERE outcome_json IS NOT NULL \
-                 ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let ids = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for (id, as_of) in ids.into_iter().rev() {
-            let (counts, resolved) = self
-                .outcome(id)?
-                .map(|o| (o.counts.into_iter().collect(), o.resolved.len()))
-                .unwrap_or_default();
-            out.push(TrendPoint {
-                run_id: id,
-                as_of: as_of.and_then(|d| d.parse().ok()),
-                counts,
-                resolved,
-            });
-        }
-        Ok(out)
+        self.trend_through(i64::MAX, limit)
     }
 }
 
@@ -1227,6 +1204,169 @@ impl Store {
             });
         }
         Ok(pruned)
+    }
+
+    /// The SHA-256 of a snapshot's content: each account's SCIM resource exactly as it
+    /// was received, in SCIM id order (byte order), each followed by a newline. Anyone
+    /// with the store can recompute it:
+    /// `sqlite3 hubreview.db "SELECT raw_json FROM accounts WHERE snapshot_id = 7 ORDER BY id" | sha256sum`.
+    #[instrument(skip(self))]
+    pub fn snapshot_sha256(&self, snapshot_id: i64) -> Result<String> {
+        use sha2::{Digest, Sha256};
+
+        let mut stmt = self
+            .conn
+            .prepare("SELECT raw_json FROM accounts WHERE snapshot_id = ?1 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params![snapshot_id]).map_err(|e| self.err(e))?;
+        let mut hasher = Sha256::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let raw = row.get_ref(0).map_err(|e| self.err(e))?;
+            let bytes = raw
+                .as_bytes()
+                .map_err(|e| self.corrupt(format!("snapshot {snapshot_id}: {e}")))?;
+            hasher.update(bytes);
+            hasher.update(b"\n");
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    /// Open findings per kind for the last `limit` reconciled runs up to and including
+    /// `run_id`, oldest first: the trend a report of that run shows.
+    pub fn trend_through(&self, run_id: i64, limit: usize) -> Result<Vec<TrendPoint>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, as_of FROM runs WHERE outcome_json IS NOT NULL AND id <= ?1 \
+                 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids = stmt
+            .query_map(params![run_id, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for (id, as_of) in ids.into_iter().rev() {
+            let (counts, resolved) = self.counts(id)?;
+            out.push(TrendPoint {
+                run_id: id,
+                as_of: as_of.and_then(|d| d.parse().ok()),
+                counts,
+                resolved,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A run's open findings per kind, and how many findings it resolved, read from its
+    /// stored outcome without its findings.
+    fn counts(&self, run_id: i64) -> Result<(KindCounts, usize)> {
+        let summary: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT outcome_json FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .flatten();
+        let Some(summary) = summary else {
+            return Ok((Vec::new(), 0));
+        };
+        let summary: serde_json::Value = serde_json::from_str(&summary)
+            .map_err(|e| self.corrupt(format!("run {run_id} outcome is unreadable: {e}")))?;
+        let not_evaluated = summary["not_evaluated"].as_object();
+        let resolved = self.resolved(run_id)?.len();
+        let counts = summary["counts"]
+            .as_object()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let kind = Kind::parse(k)?;
+                        let skipped = not_evaluated.is_some_and(|n| n.contains_key(k));
+                        let count = v.as_u64().filter(|_| !skipped).map(|n| n as usize);
+                        Some((kind, count))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((counts, resolved))
+    }
+
+    /// When each finding of a run was first seen (the review date of the first run that
+    /// had it), by finding key.
+    pub fn first_seen(&self, run_id: i64) -> Result<BTreeMap<String, NaiveDate>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT f.key, h.first_as_of FROM findings f \
+                 JOIN finding_history h ON h.key = f.key WHERE f.run_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, date)| Some((key, date?.parse().ok()?)))
+            .collect())
+    }
+
+    /// The newest run before `run_id` that wrote a report, with its manifest's SHA-256:
+    /// the link a new manifest records, so runs form a chain.
+    pub fn previous_manifest(&self, run_id: i64) -> Result<Option<(i64, String)>> {
+        self.conn
+            .query_row(
+                "SELECT id, manifest_sha256 FROM runs WHERE id < ?1 \
+                 AND manifest_sha256 IS NOT NULL AND manifest_sha256 != '' \
+                 ORDER BY id DESC LIMIT 1",
+                params![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The run that wrote its report into `dir`, with the SHA-256 of the manifest it
+    /// recorded. `dir` is compared as stored and, when both exist, canonicalized.
+    pub fn report_record(&self, dir: &Path) -> Result<Option<(i64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, report_dir, manifest_sha256 FROM runs \
+                 WHERE report_dir IS NOT NULL ORDER BY id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let wanted = dir.canonicalize().ok();
+        Ok(rows.into_iter().find_map(|(id, stored, sha256)| {
+            let stored = PathBuf::from(stored);
+            let same = stored == dir || wanted.is_some() && stored.canonicalize().ok() == wanted;
+            same.then(|| (id, sha256.unwrap_or_default()))
+        }))
     }
 }
 
@@ -1449,6 +1589,184 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    fn keyed_outcome(findings: &[(&str, Kind)], not_evaluated: &[Kind]) -> Outcome {
+        let findings: Vec<Finding> = findings
+            .iter()
+            .map(|(key, kind)| {
+                let mut f = crate::report::tests::finding(
+                    *kind,
+                    crate::reconcile::Severity::High,
+                    "x@example.test",
+                    "X",
+                );
+                f.key = key.to_string();
+                f
+            })
+            .collect();
+        let counts = Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                let n = findings.iter().filter(|f| f.kind == kind).count();
+                (kind, (!not_evaluated.contains(&kind)).then_some(n))
+            })
+            .collect();
+        Outcome {
+            findings,
+            counts,
+            seats: Default::default(),
+            resolved: Vec::new(),
+            not_evaluated: not_evaluated
+                .iter()
+                .map(|k| (*k, "no data".to_string()))
+                .collect(),
+        }
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_snapshot_hash_covers_each_raw_resource_in_id_order() {
+        use sha2::{Digest, Sha256};
+
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        let id = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(&["b", "a"], Completeness::Complete),
+            )
+            .unwrap();
+        let same = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(&["a", "b"], Completeness::Complete),
+            )
+            .unwrap();
+        let other = store
+            .save_snapshot(
+                run,
+                "u",
+                Utc::now(),
+                &fetched(&["a", "c"], Completeness::Complete),
+            )
+            .unwrap();
+
+        let expected: String = Sha256::digest(b"{\"id\":\"a\"}\n{\"id\":\"b\"}\n")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(store.snapshot_sha256(id).unwrap(), expected);
+        assert_eq!(store.snapshot_sha256(same).unwrap(), expected);
+        assert_ne!(store.snapshot_sha256(other).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_trend_stops_at_the_run_reported_and_marks_kinds_not_evaluated() {
+        let mut store = Store::open_in_memory().unwrap();
+        let mut runs = Vec::new();
+        for (i, date) in ["2026-11-09", "2026-11-16", "2026-11-23", "2026-11-30"]
+            .iter()
+            .enumerate()
+        {
+            let run = store.begin_run("run", None).unwrap();
+            let findings: Vec<(String, Kind)> = (0..=i)
+                .map(|n| (format!("shadow:{n}"), Kind::Shadow))
+                .collect();
+            let refs: Vec<(&str, Kind)> = findings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            store
+                .save_outcome(run, day(date), &keyed_outcome(&refs, &[Kind::IdleSeat]))
+                .unwrap();
+            runs.push(run);
+        }
+        // A run without an outcome is not a point.
+        store.begin_run("snapshot", None).unwrap();
+
+        let trend = store.trend_through(runs[2], 2).unwrap();
+
+        let ids: Vec<i64> = trend.iter().map(|p| p.run_id).collect();
+        assert_eq!(ids, [runs[1], runs[2]]);
+        assert_eq!(trend[1].as_of, Some(day("2026-11-23")));
+        let count = |kind| trend[1].counts.iter().find(|(k, _)| *k == kind).unwrap().1;
+        assert_eq!(count(Kind::Shadow), Some(3));
+        assert_eq!(count(Kind::IdleSeat), None);
+        assert_eq!(store.trend_through(runs[3], 12).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn first_seen_is_the_review_date_of_the_first_run_with_the_finding() {
+        let mut store = Store::open_in_memory().unwrap();
+        let first = store.begin_run("run", None).unwrap();
+        store
+            .save_outcome(
+                first,
+                day("2026-11-23"),
+                &keyed_outcome(&[("shadow:a", Kind::Shadow)], &[]),
+            )
+            .unwrap();
+        let second = store.begin_run("run", None).unwrap();
+        store
+            .save_outcome(
+                second,
+                day("2026-11-30"),
+                &keyed_outcome(
+                    &[("shadow:a", Kind::Shadow), ("shadow:b", Kind::Shadow)],
+                    &[],
+                ),
+            )
+            .unwrap();
+
+        let seen = store.first_seen(second).unwrap();
+
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen["shadow:a"], day("2026-11-23"));
+        assert_eq!(seen["shadow:b"], day("2026-11-30"));
+        assert_eq!(store.first_seen(first).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_previous_manifest_is_the_newest_earlier_report_and_a_report_is_found_by_its_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in_memory().unwrap();
+        let first = store.begin_run("run", None).unwrap();
+        let skipped = store.begin_run("run", None).unwrap();
+        let third = store.begin_run("run", None).unwrap();
+        store
+            .set_report(first, &dir.path().join("one"), &"a1".repeat(32))
+            .unwrap();
+        store
+            .set_report(third, &dir.path().join("three"), &"c3".repeat(32))
+            .unwrap();
+
+        assert_eq!(store.previous_manifest(first).unwrap(), None);
+        assert_eq!(
+            store.previous_manifest(third).unwrap(),
+            Some((first, "a1".repeat(32)))
+        );
+        assert_eq!(
+            store.previous_manifest(skipped).unwrap(),
+            Some((first, "a1".repeat(32)))
+        );
+        assert_eq!(
+            store.report_record(&dir.path().join("three")).unwrap(),
+            Some((third, "c3".repeat(32)))
+        );
+        std::fs::create_dir(dir.path().join("one")).unwrap();
+        std::fs::create_dir(dir.path().join("three")).unwrap();
+        let dotted = dir.path().join("one").join("..").join("three");
+        assert_eq!(
+            store.report_record(&dotted).unwrap().map(|r| r.0),
+            Some(third),
+            "the same directory by another path"
+        );
+        assert_eq!(store.report_record(&dir.path().join("two")).unwrap(), None);
+    }
+
     #[test]
     fn interrupted_runs_are_marked_failed() {
         let store = Store::open_in_memory().unwrap();
@@ -1655,10 +1973,6 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let reader = Store::open_existing(&path).unwrap();
         assert!(reader.begin_run("run", None).is_err());
-    }
-
-    fn day(text: &str) -> NaiveDate {
-        text.parse().unwrap()
     }
 
     fn leaver(id: &str) -> Finding {

@@ -8,8 +8,17 @@
     if (!cell) {
       return "";
     }
-    var rank = cell.getAttribute("data-rank");
-    return rank !== null ? rank : cell.textContent.trim().toLowerCase();
+    var key = cell.getAttribute("data-sort");
+    return key !== null ? key : cell.textContent.trim().toLowerCase();
+  }
+
+  function compareKeys(a, b) {
+    var x = Number(a);
+    var y = Number(b);
+    if (a !== "" && b !== "" && !isNaN(x) && !isNaN(y)) {
+      return x - y;
+    }
+    return a.localeCompare(b, undefined, { numeric: true });
   }
 
   function sortTable(table, index) {
@@ -17,27 +26,36 @@
     var ascending = heads[index].getAttribute("aria-sort") !== "ascending";
     var body = table.tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var order = cellKey(a, index).localeCompare(cellKey(b, index), undefined, {
-        numeric: true
-      });
+    var keyed = rows.map(function (row, position) {
+      return { row: row, key: cellKey(row, index), position: position };
+    });
+    keyed.sort(function (a, b) {
+      var order = compareKeys(a.key, b.key);
+      if (order === 0) {
+        return a.position - b.position;
+      }
       return ascending ? order : -order;
     });
-    rows.forEach(function (row) {
-      body.appendChild(row);
+    var fragment = document.createDocumentFragment();
+    keyed.forEach(function (item) {
+      fragment.appendChild(item.row);
     });
+    body.appendChild(fragment);
     Array.prototype.forEach.call(heads, function (head) {
       head.removeAttribute("aria-sort");
     });
     heads[index].setAttribute("aria-sort", ascending ? "ascending" : "descending");
   }
 
-  function filterTable(table, input, status) {
+  function filterTable(table, input, column, status) {
     var needle = input.value.trim().toLowerCase();
+    var index = column.value === "" ? -1 : Number(column.value);
     var rows = table.tBodies[0].rows;
     var shown = 0;
     Array.prototype.forEach.call(rows, function (row) {
-      var match = needle === "" || row.textContent.toLowerCase().indexOf(needle) !== -1;
+      var source = index < 0 ? row : row.cells[index];
+      var text = source ? source.textContent.toLowerCase() : "";
+      var match = needle === "" || text.indexOf(needle) !== -1;
       row.hidden = !match;
       if (match) {
         shown += 1;
@@ -56,9 +74,10 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "sort";
-      button.textContent = head.textContent;
       button.title = "Sort by " + head.textContent;
-      head.textContent = "";
+      while (head.firstChild) {
+        button.appendChild(head.firstChild);
+      }
       head.appendChild(button);
       button.addEventListener("click", function () {
         sortTable(table, index);
@@ -67,12 +86,15 @@
 
     var row = section.querySelector(".filter-row");
     var input = section.querySelector("input.filter");
+    var column = section.querySelector("select.filter-column");
     var status = section.querySelector("output.filter-status");
-    if (row && input && status) {
+    if (row && input && column && status) {
       row.hidden = false;
-      input.addEventListener("input", function () {
-        filterTable(table, input, status);
-      });
+      var update = function () {
+        filterTable(table, input, column, status);
+      };
+      input.addEventListener("input", update);
+      column.addEventListener("change", update);
     }
   });
 })();

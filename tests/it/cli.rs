@@ -25,6 +25,19 @@ async fn the_readme_usage_section_is_the_real_help() {
 }
 
 #[tokio::test]
+async fn the_help_matches_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, args) in [
+        ("help", vec!["--help"]),
+        ("verify_help", vec!["verify", "--help"]),
+    ] {
+        let out = hubreview(tmp.path(), &args, &[]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        insta::assert_snapshot!(name, text(&out.stdout));
+    }
+}
+
+#[tokio::test]
 async fn every_documented_key_has_its_environment_variable_in_the_readme() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: the built binary driven against servers the tests start on
 //! 127.0.0.1. One test crate, so polars is linked once.
 
+mod browser;
 mod cli;
 mod common;
 mod demo;
@@ -10,5 +11,6 @@ mod history;
 mod idp;
 mod mail;
 mod pipeline;
+mod report;
 mod scim;
 mod unattended;
