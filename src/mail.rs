@@ -777,6 +777,9 @@ fn attachments(
                 .map(|file| file.name.as_str())
                 .filter(|name| name.ends_with(".csv")),
         );
+        // The run's counts, and the hashes that let a reader of the message check the
+        // attachments against the evidence kept on disk and in the store.
+        names.extend(["summary.json", "manifest.json"]);
         names
     } else {
         vec!["summary.json"]
@@ -1284,6 +1287,7 @@ mod tests {
                 .filter(|kind| *kind != Kind::IdleSeat)
                 .map(|kind| format!("{}.csv", kind.as_str())),
         );
+        expected.extend(["summary.json".to_string(), "manifest.json".to_string()]);
         assert_eq!(attachment_names(&parsed), expected);
 
         for line in raw.split("\r\n") {

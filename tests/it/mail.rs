@@ -304,12 +304,15 @@ fn outbox(tmp: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The report's own files on disk, in the order the message attaches them.
+/// The report's own files on disk that the message attaches: report.html first, then
+/// the CSVs, summary.json and manifest.json by name.
 fn report_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut csvs: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".csv"))
+        .filter(|name| {
+            name.ends_with(".csv") || name == "summary.json" || name == "manifest.json"
+        })
         .collect();
     csvs.sort();
     std::iter::once("report.html".to_string())
