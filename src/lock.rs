@@ -52,23 +52,53 @@ pub fn lock_path(store: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The store's real path, so that two spellings of one store (a symlink, `./`, `..`)
+/// share one lock: the store itself with every link resolved when it exists, else its
+/// resolved folder and its file name.
+fn resolved_store(store: &Path) -> std::io::Result<PathBuf> {
+    if let Ok(real) = store.canonicalize() {
+        return Ok(real);
+    }
+    let parent = store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = store.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "`store.path` names no file",
+        )
+    })?;
+    Ok(parent.canonicalize()?.join(name))
+}
+
 impl RunLock {
     /// Takes the lock of the store at `store` without waiting.
     pub fn acquire(store: &Path) -> Result<RunLock, LockError> {
-        let path = lock_path(store);
+        let given = lock_path(store);
+        if let Some(parent) = given.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|cause| LockError::Io {
+                path: given.clone(),
+                cause,
+            })?;
+        }
+        let path = resolved_store(store)
+            .map(|real| lock_path(&real))
+            .map_err(|cause| LockError::Io {
+                path: given.clone(),
+                cause,
+            })?;
         let io = |cause| LockError::Io {
             path: path.clone(),
             cause,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
         let mut options = std::fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+            // Never through a symlink: the holder line would be written into its target.
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut file = options.open(&path).map_err(io)?;
         match fs4::FileExt::try_lock(&file) {
@@ -154,5 +184,40 @@ mod tests {
         let lock = RunLock::acquire(&dir.path().join("s.db")).unwrap();
         let mode = std::fs::metadata(lock.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Regression: a store reached through a symlink took a lock of its own, so two runs
+    // wrote one store at once.
+    #[cfg(unix)]
+    #[test]
+    fn two_spellings_of_one_store_share_one_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("hub.db");
+        std::fs::write(&store, b"").unwrap();
+        let alias = dir.path().join("alias.db");
+        std::os::unix::fs::symlink(&store, &alias).unwrap();
+        let _held = RunLock::acquire(&store).unwrap();
+        assert!(matches!(
+            RunLock::acquire(&alias),
+            Err(LockError::Held { .. })
+        ));
+        let dotted = dir.path().join(".").join("hub.db");
+        assert!(matches!(
+            RunLock::acquire(&dotted),
+            Err(LockError::Held { .. })
+        ));
+    }
+
+    // Regression: a lock file that was a symlink had its target truncated.
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_that_is_a_symlink_is_refused_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("s.db.lock")).unwrap();
+        let err = RunLock::acquire(&dir.path().join("s.db")).unwrap_err();
+        assert!(matches!(err, LockError::Io { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 }

@@ -153,9 +153,9 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
     let (config, secrets) = loaded.map_err(Failure::usage)?;
 
     // Every command that writes the store takes the lock before anything else, and holds
-    // it until it returns. `history` and `diff` only read, and never wait for it.
+    // it until it returns. `history`, `diff` and `verify` only read, and never wait for it.
     let _lock = match &cli.command {
-        Command::History(_) | Command::Diff(_) => None,
+        Command::History(_) | Command::Diff(_) | Command::Verify(_) => None,
         _ => Some(RunLock::acquire(&config.store.path).map_err(lock_failure)?),
     };
     let job = Job {
@@ -1167,6 +1167,30 @@ impl Job {
         // Send what was written, checked against its manifest; never a new rendering.
         let written =
             report::load(dir).map_err(|e| Failure::new(Exit::Incomplete, e.to_string()))?;
+        // The manifest must be the one the store recorded: files rewritten together with
+        // their manifest would otherwise go out as the run's report.
+        let recorded = store
+            .manifest_record(run.id)
+            .map_err(|e| Failure::internal(&e))?
+            .map(|(_, sha256)| sha256);
+        let on_disk = written.file("manifest.json").map(|f| f.sha256.clone());
+        if recorded.is_none() || recorded != on_disk {
+            return Err(Failure::new(
+                Exit::Incomplete,
+                format!(
+                    "run {}: `{}` is not the report the run wrote: its manifest.json has \
+                     SHA-256 {}, the store recorded {}. Nothing was sent; `hubreview verify \
+                     {}` shows what changed, and `hubreview report --run {}` writes the \
+                     report again into a new directory",
+                    run.id,
+                    dir.display(),
+                    on_disk.as_deref().unwrap_or("(none)"),
+                    recorded.as_deref().unwrap_or("nothing"),
+                    dir.display(),
+                    run.id
+                ),
+            ));
+        }
         let input = report_input(&store, &run, &self.config)?;
         match self
             .send_step(&store, run.id, &input, &written, dry_run, None)

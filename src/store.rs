@@ -1340,6 +1340,25 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The report directory run `run_id` recorded, and the SHA-256 of its manifest.
+    pub fn manifest_record(&self, run_id: i64) -> Result<Option<(PathBuf, String)>> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT report_dir, manifest_sha256 FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(match row {
+            Some((Some(dir), Some(sha256))) if !sha256.is_empty() => {
+                Some((PathBuf::from(dir), sha256))
+            }
+            _ => None,
+        })
+    }
+
     /// The run that wrote its report into `dir`, with the SHA-256 of the manifest it
     /// recorded. `dir` is compared as stored and, when both exist, canonicalized.
     pub fn report_record(&self, dir: &Path) -> Result<Option<(i64, String)>> {

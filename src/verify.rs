@@ -95,9 +95,18 @@ pub struct Verification {
 }
 
 impl Verification {
-    /// No file changed, went missing or joined, and nothing recorded disagrees.
+    /// No file changed, went missing or joined, nothing recorded disagrees, and the
+    /// manifest itself was checked against the store: hashes that only agree with a
+    /// manifest anyone could rewrite prove nothing.
     pub fn is_clean(&self) -> bool {
-        !self.checks.iter().any(|c| c.verdict.is_problem())
+        !self.checks.iter().any(|c| c.verdict.is_problem()) && !self.manifest_unchecked()
+    }
+
+    /// Whether the manifest could not be checked against a store.
+    pub fn manifest_unchecked(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.verdict == Verdict::Unchecked && c.subject == "manifest.json")
     }
 
     /// The checks that failed.
@@ -124,8 +133,18 @@ impl fmt::Display for Verification {
             }
         }
         let problems = self.problems().count();
-        if problems == 0 {
-            writeln!(f, "the directory matches its manifest")
+        if problems == 0 && self.manifest_unchecked() {
+            writeln!(
+                f,
+                "NOT VERIFIED: the files match manifest.json, but manifest.json itself was not \
+                 checked against the store that recorded it, so a rewritten report would pass \
+                 too; run verify with the configuration (`store.path`) of the run"
+            )
+        } else if problems == 0 {
+            writeln!(
+                f,
+                "the directory matches its manifest and the store's record of it"
+            )
         } else {
             writeln!(
                 f,
@@ -173,7 +192,7 @@ struct ManifestLink {
 /// The store is only read; a missing one is not created.
 pub fn run(dir: &Path, store_path: &Path) -> Result<Verification, VerifyError> {
     let store = if store_path.is_file() {
-        Some(Store::open(store_path).map_err(|e| e.to_string()))
+        Some(Store::open_existing(store_path).map_err(|e| e.to_string()))
     } else {
         None
     };
@@ -387,7 +406,15 @@ fn store_checks(
     store_path: &Path,
 ) -> Vec<Check> {
     let shown = store_path.display();
-    let record = match store.report_record(dir) {
+    // The directory's own record first; a copy or a moved directory is found by the run
+    // the manifest names, whose recorded manifest must then be this very one.
+    let record = store.report_record(dir).and_then(|by_dir| match by_dir {
+        Some(found) => Ok(Some((found, false))),
+        None => Ok(store
+            .manifest_record(manifest.run_id)?
+            .map(|(_, sha256)| ((manifest.run_id, sha256), true))),
+    });
+    let record = match record {
         Ok(record) => record,
         Err(e) => {
             return vec![problem(
@@ -397,19 +424,28 @@ fn store_checks(
             )];
         }
     };
-    let Some((run_id, recorded)) = record else {
+    let Some(((run_id, recorded), elsewhere)) = record else {
         return vec![problem(
             Verdict::Unchecked,
             "manifest.json",
             format!(
-                "the store `{shown}` records no report in this directory (a copy, or another \
-                 store): manifest.json was checked against nothing but itself"
+                "the store `{shown}` records no report of run {} (another store?): \
+                 manifest.json was checked against nothing but itself",
+                manifest.run_id
             ),
         )];
     };
 
     let mut checks = Vec::new();
-    if run_id != manifest.run_id {
+    if elsewhere && recorded == manifest_sha256 {
+        checks.push(ok(
+            "manifest.json",
+            &format!(
+                "the one the store recorded for run {run_id} (this directory is a copy of \
+                 its report)"
+            ),
+        ));
+    } else if run_id != manifest.run_id {
         checks.push(problem(
             Verdict::Invalid,
             "manifest.json",
@@ -542,7 +578,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("the directory matches its manifest\n"),
+            text.ends_with("the directory matches its manifest and the store's record of it\n"),
             "{text}"
         );
     }
@@ -611,16 +647,12 @@ mod tests {
         let without = verify(&out, None).unwrap();
 
         assert_eq!(verdicts(&with_store), [(Verdict::Changed, "manifest.json")]);
-        assert!(
-            without.is_clean(),
-            "without the store only the files can be checked"
-        );
-        assert!(
-            without
-                .checks
-                .iter()
-                .any(|c| c.verdict == Verdict::Unchecked && c.subject == "manifest.json")
-        );
+        // Without the store the files agree with the rewritten manifest, which proves
+        // nothing: the verification is not clean, and says so.
+        assert!(verdicts(&without).is_empty());
+        assert!(without.manifest_unchecked());
+        assert!(!without.is_clean());
+        assert!(without.to_string().contains("NOT VERIFIED"), "{without}");
     }
 
     #[test]
@@ -692,7 +724,10 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_of_the_directory_elsewhere_is_checked_by_its_files_only() {
+    // Regression: a copy of a report, rewritten together with its manifest, verified
+    // clean because the store was only asked about the directory's path.
+    #[test]
+    fn a_copy_of_the_directory_is_checked_against_the_run_its_manifest_names() {
         let dir = tempfile::tempdir().unwrap();
         let (out, store) = written(dir.path());
         let copy = dir.path().join("copy");
@@ -703,14 +738,37 @@ mod tests {
         }
 
         let verification = verify(&copy, Some((&store, Path::new("s.db")))).unwrap();
-
         assert!(verification.is_clean(), "{verification}");
-        let note = verification
-            .checks
-            .iter()
-            .find(|c| c.verdict == Verdict::Unchecked)
-            .unwrap();
-        assert!(note.detail.contains("records no report in this directory"));
+        assert!(verification.to_string().contains("is a copy of"));
+
+        let csv = copy.join("findings.csv");
+        fs::write(&csv, "kind\n").unwrap();
+        let (sha256, bytes) = hash_file(&csv).unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(copy.join("manifest.json")).unwrap()).unwrap();
+        for file in manifest["files"].as_array_mut().unwrap() {
+            if file["name"] == "findings.csv" {
+                file["sha256"] = sha256.clone().into();
+                file["bytes"] = bytes.into();
+            }
+        }
+        fs::write(copy.join("manifest.json"), manifest.to_string()).unwrap();
+        let verification = verify(&copy, Some((&store, Path::new("s.db")))).unwrap();
+        assert_eq!(
+            verdicts(&verification),
+            [(Verdict::Changed, "manifest.json")],
+            "{verification}"
+        );
+    }
+
+    #[test]
+    fn a_report_the_store_has_no_record_of_is_not_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _) = written(dir.path());
+        let other = Store::open_in_memory().unwrap();
+        let verification = verify(&out, Some((&other, Path::new("other.db")))).unwrap();
+        assert!(verification.manifest_unchecked());
+        assert!(!verification.is_clean());
     }
 
     #[test]

@@ -310,9 +310,7 @@ fn report_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut csvs: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            name.ends_with(".csv") || name == "summary.json" || name == "manifest.json"
-        })
+        .filter(|name| name.ends_with(".csv") || name == "summary.json" || name == "manifest.json")
         .collect();
     csvs.sort();
     std::iter::once("report.html".to_string())

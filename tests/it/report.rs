@@ -235,3 +235,84 @@ async fn report_files_are_owner_only_and_csvs_carry_a_bom_when_asked() {
         "{names:?}"
     );
 }
+
+// Regression: a report whose files were rewritten together with their manifest entries was
+// sent as the run's report; and a copy of it verified clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_rewritten_with_its_manifest_is_neither_sent_nor_verified() {
+    let (accounts, people) = small_organization();
+    let server = demo::start(accounts, options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &people);
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let config_arg = config.to_str().unwrap();
+    let out = run(tmp.path(), &config, "2026-11-30", &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dir = report_dirs(&tmp.path().join("reports")).remove(0);
+
+    // A leaver's row taken out of the CSVs, and the manifest made to agree.
+    let mut manifest = read_json(&dir.join("manifest.json"));
+    for name in ["findings.csv", "terminated_active.csv"] {
+        let path = dir.join(name);
+        let kept: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.contains("user0000"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(&path, &kept).unwrap();
+        for file in manifest["files"].as_array_mut().unwrap() {
+            if file["name"] == name {
+                file["sha256"] = hubreview::report::sha256_hex(kept.as_bytes()).into();
+                file["bytes"] = kept.len().into();
+            }
+        }
+    }
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let outbox = tmp.path().join("outbox");
+    let messages = || std::fs::read_dir(&outbox).map_or(0, |d| d.count());
+    let before = messages();
+
+    let sent = hubreview(
+        tmp.path(),
+        &["--config", config_arg, "send", "--run", "1"],
+        &[],
+    )
+    .await;
+    assert_eq!(sent.status.code(), Some(3), "{}", text(&sent.stdout));
+    let stderr = text(&sent.stderr);
+    assert!(
+        stderr.contains("is not the report the run wrote"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Nothing was sent"), "{stderr}");
+    assert_eq!(messages(), before, "no message was written");
+
+    // A copy elsewhere is checked against run 1's record all the same.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let copy_arg = copy.to_str().unwrap();
+    let verified = hubreview(
+        tmp.path(),
+        &["--config", config_arg, "verify", copy_arg],
+        &[],
+    )
+    .await;
+    let stdout = text(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("CHANGED   manifest.json"), "{stdout}");
+
+    // Without the store, nothing can vouch for the manifest: not verified, exit 1.
+    let alone = hubreview(tmp.path(), &["verify", copy_arg], &[]).await;
+    let stdout = text(&alone.stdout);
+    assert_eq!(alone.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("NOT VERIFIED"), "{stdout}");
+    assert!(
+        !tmp.path().join("hubreview.db.lock").exists(),
+        "verify takes no lock"
+    );
+}
