@@ -30,6 +30,14 @@ macro_rules! say {
     }};
 }
 
+/// Prints a line on stderr; like [`say!`], a closed stderr is no reason to panic.
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The exit codes, as documented in the README. When several apply, the first in the
 /// order Usage, Locked, Incomplete, Delivery, Findings wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,14 +102,14 @@ pub fn main(cli: Cli) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            esay!("error: cannot start the async runtime: {e}");
             return Exit::Incomplete.into();
         }
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            esay!("error: {}", failure.message);
             failure.exit.into()
         }
     }
@@ -126,7 +134,9 @@ fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
+        .with_target(false)
+        // A closed stderr (`2>&1 | head`) loses the log, never the exit code.
+        .log_internal_errors(false);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -1205,7 +1215,7 @@ impl Job {
                 })
             }
             Err(e) => {
-                eprintln!("error: delivery failed: {e}");
+                esay!("error: delivery failed: {e}");
                 Ok(Exit::Delivery)
             }
         }
@@ -1295,8 +1305,8 @@ impl Job {
         }
         let trend = store.trend(limit).map_err(|e| Failure::internal(&e))?;
         if !trend.is_empty() {
-            println!();
-            print!("{}", trend_table(&trend));
+            say!();
+            say!("{}", trend_table(&trend).trim_end());
         }
         Ok(Exit::Completed)
     }
@@ -1815,7 +1825,7 @@ pub fn print_summary(config: &Config, summary: &Summary) {
         }
         let accepted = outcome.findings.iter().filter(|f| f.is_accepted()).count();
         if accepted > 0 {
-            println!("  (and {accepted} accepted by exceptions, not counted)");
+            say!("  (and {accepted} accepted by exceptions, not counted)");
         }
         let seats = &outcome.seats;
         say!(

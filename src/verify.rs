@@ -723,7 +723,6 @@ mod tests {
         assert!(error.contains("is not a hubreview manifest"), "{error}");
     }
 
-    #[test]
     // Regression: a copy of a report, rewritten together with its manifest, verified
     // clean because the store was only asked about the directory's path.
     #[test]

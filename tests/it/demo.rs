@@ -84,3 +84,35 @@ async fn the_demo_gives_the_same_counts_when_run_again() {
     let second = read_json(&dirs[1].join("summary.json"));
     assert_eq!(first["findings"], second["findings"]);
 }
+
+// Regression: `history | head` (a closed stdout) and a closed stderr panicked with exit
+// code 101 instead of keeping the command's own exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_or_stderr_never_turns_into_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hubreview(tmp.path(), &["demo", "--dir", "demo"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cwd = tmp.path().to_path_buf();
+    let full = |args: &'static [&'static str]| {
+        let cwd = cwd.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_hubreview"))
+                .current_dir(&cwd)
+                .args(args)
+                .env_clear()
+                // Every write to /dev/full fails, as one to a closed pipe does.
+                .stdout(std::fs::File::create("/dev/full").unwrap())
+                .stderr(std::fs::File::create("/dev/full").unwrap())
+                .status()
+                .unwrap()
+        })
+    };
+    let history = full(&["--set", "store.path=demo/hubreview.db", "history"])
+        .await
+        .unwrap();
+    assert_eq!(history.code(), Some(0));
+    let missing = full(&["--set", "idp.file=absent.csv", "-v", "run"])
+        .await
+        .unwrap();
+    assert_eq!(missing.code(), Some(2), "a usage error stays exit 2");
+}
