@@ -358,6 +358,34 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     }
 
     findings.extend(privileged(inputs.accounts));
+    findings.extend(unknown_roles(inputs.accounts));
+    let active = || inputs.accounts.iter().filter(|a| a.active);
+    if active().next().is_some() && !active().any(|a| a.role.is_some()) {
+        not_evaluated.insert(
+            Kind::Privileged,
+            "no active SCIM account carries a Docker role (`dockerRole` in the Docker \
+             extension), so owners and editors cannot be told from members"
+                .into(),
+        );
+    }
+    let account_ids = inputs
+        .accounts
+        .iter()
+        .any(|a| a.external_id.is_some() || a.employee_number.is_some());
+    let person_ids = inputs.people.iter().any(|p| p.employee_id.is_some());
+    if !account_ids || !person_ids {
+        not_evaluated.insert(
+            Kind::IdentifierChanged,
+            if account_ids {
+                "the IdP export gives nobody an employee id, so no account can be matched by \
+                 id: map `idp.columns.employee_id`"
+            } else {
+                "no SCIM account carries an `externalId` or enterprise `employeeNumber`, so \
+                 no account can be matched by id"
+            }
+            .into(),
+        );
+    }
 
     match inputs.previous {
         Some(previous) => findings.extend(drift(
@@ -1000,6 +1028,36 @@ fn is_privileged(role: Option<&str>) -> bool {
         role.map(str::to_ascii_lowercase).as_deref(),
         Some("owner" | "editor")
     )
+}
+
+/// A role that is none of Docker's (`owner`, `editor`, `member`): the account's rights are
+/// unknown, so it is neither privileged nor cleared.
+fn unknown_roles(accounts: &[Account]) -> Vec<Finding> {
+    accounts
+        .iter()
+        .filter(|a| a.active)
+        .filter_map(|a| {
+            let role = a.role.as_deref()?;
+            let known = matches!(
+                role.trim().to_ascii_lowercase().as_str(),
+                "owner" | "editor" | "member"
+            );
+            (!known).then(|| {
+                let mut f = base(
+                    Kind::DataQuality,
+                    Severity::Medium,
+                    format!("data_quality:unknown_role:{}", a.id),
+                    a,
+                );
+                f.reason = format!(
+                    "the Docker role \"{role}\" is none of owner, editor or member: check the \
+                     account's rights in Docker Hub"
+                );
+                f.evidence.insert("role".into(), role.into());
+                f
+            })
+        })
+        .collect()
 }
 
 fn privileged(accounts: &[Account]) -> Vec<Finding> {
@@ -2196,5 +2254,43 @@ mod tests {
         assert!(!f.is_accepted());
         assert!(f.exception.as_ref().unwrap().expired);
         assert_eq!(outcome.counts[&Kind::Shadow], Some(1));
+    }
+
+    // Regression: accounts without a Docker role, or without any id on either side,
+    // reported privileged and identifier_changed as checked and zero.
+    #[test]
+    fn privileged_and_identifier_changed_without_their_data_are_not_evaluated() {
+        let mut owner = account("a", Some("a@example.com"));
+        owner.role = None;
+        let people = [person(2, Some("a@example.com"), false)];
+        let outcome = run(&[owner.clone()], &people, None, None);
+        assert_eq!(outcome.counts[&Kind::Privileged], None);
+        assert!(outcome.not_evaluated[&Kind::Privileged].contains("dockerRole"));
+        assert_eq!(outcome.counts[&Kind::IdentifierChanged], None);
+        assert!(outcome.not_evaluated[&Kind::IdentifierChanged].contains("externalId"));
+
+        owner.role = Some("owner".into());
+        owner.external_id = Some("E1".into());
+        let outcome = run(&[owner.clone()], &people, None, None);
+        assert_eq!(outcome.counts[&Kind::Privileged], Some(1));
+        assert!(outcome.not_evaluated[&Kind::IdentifierChanged].contains("employee_id"));
+
+        let mut with_id = person(2, Some("a@example.com"), false);
+        with_id.employee_id = Some("E1".into());
+        let outcome = run(&[owner], &[with_id], None, None);
+        assert_eq!(outcome.counts[&Kind::IdentifierChanged], Some(0));
+    }
+
+    #[test]
+    fn a_role_docker_does_not_have_is_a_data_quality_finding() {
+        let mut odd = account("a", Some("a@example.com"));
+        odd.role = Some("superadmin".into());
+        let people = [person(2, Some("a@example.com"), false)];
+        let outcome = run(&[odd], &people, None, None);
+        assert_eq!(
+            keys(&outcome, Kind::DataQuality),
+            ["data_quality:unknown_role:a"]
+        );
+        assert_eq!(outcome.counts[&Kind::Privileged], Some(0));
     }
 }

@@ -372,7 +372,7 @@ async fn fail_on_exits_1_for_open_findings_of_the_named_kinds_only() {
             "--as-of",
             "2026-11-30",
             "--fail-on",
-            "identifier_changed,shadow",
+            "privileged,shadow",
         ])
         .await;
     assert_eq!(clear.status.code(), Some(0), "{}", text(&clear.stderr));
