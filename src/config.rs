@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub scim: ScimConfig,
+    pub hub: HubConfig,
     pub idp: IdpConfig,
     pub activity: ActivityConfig,
     pub review: ReviewConfig,
@@ -115,6 +116,41 @@ pub struct Columns {
     pub department: Option<String>,
 }
 
+/// The Docker Hub organization API, for members, invites and activity. Read only when
+/// `org` and `username` are set; the token is `HUBREVIEW_HUB_TOKEN`. Timeouts, retries and
+/// the CA file are the `[scim]` ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Origin of the Hub API; `next` links are followed only within it.
+    pub url: String,
+    /// The organization's name (namespace).
+    pub org: Option<String>,
+    /// The Docker ID (or organization name, for an organization access token) the token
+    /// belongs to.
+    pub username: Option<String>,
+    /// Members per page, 1 to 100.
+    pub page_size: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            url: "https://hub.docker.com".into(),
+            org: None,
+            username: None,
+            page_size: 100,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Whether the Hub API is to be read.
+    pub fn configured(&self) -> bool {
+        self.org.is_some() || self.username.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActivityConfig {
@@ -142,6 +178,8 @@ pub struct ReviewConfig {
     /// Price of one seat per month, in the currency of the contract.
     pub seat_price: Option<f64>,
     pub seats_purchased: Option<u64>,
+    /// An invite older than this many whole UTC days is a `pending_invite`.
+    pub invite_days: u32,
     /// The exceptions file (TOML or CSV) listing accepted findings.
     pub exceptions: Option<PathBuf>,
 }
@@ -154,6 +192,7 @@ impl Default for ReviewConfig {
             max_drop_count: 5,
             seat_price: None,
             seats_purchased: None,
+            invite_days: 14,
             exceptions: None,
         }
     }
@@ -310,6 +349,10 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.retry_max_wait_secs", KeyType::Integer),
     ("scim.max_restarts", KeyType::Integer),
     ("scim.ca_file", KeyType::Path),
+    ("hub.url", KeyType::Text),
+    ("hub.org", KeyType::Text),
+    ("hub.username", KeyType::Text),
+    ("hub.page_size", KeyType::Integer),
     ("idp.file", KeyType::Path),
     ("idp.format", KeyType::Text),
     ("idp.encoding", KeyType::Text),
@@ -333,6 +376,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("review.max_drop_count", KeyType::Integer),
     ("review.seat_price", KeyType::Float),
     ("review.seats_purchased", KeyType::Integer),
+    ("review.invite_days", KeyType::Integer),
     ("review.exceptions", KeyType::Path),
     ("store.path", KeyType::Path),
     ("store.keep_runs", KeyType::Integer),
@@ -564,6 +608,7 @@ impl Config {
             ));
         }
         problems.extend(self.idp.problems());
+        problems.extend(crate::hub::config_problems(&self.hub));
         if !["members", "insights"].contains(&self.activity.format.as_str()) {
             problems.push(format!(
                 "`activity.format` = `{}`: must be `members` or `insights`",

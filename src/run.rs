@@ -1555,6 +1555,8 @@ fn reconcile_step(
         }),
         people: &export.people,
         members: members.map(|m| m.members.as_slice()),
+        invites: None,
+        unavailable: Vec::new(),
         review: &config.review,
         exceptions,
         as_of,
