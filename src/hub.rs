@@ -821,7 +821,8 @@ pub fn merge_activity(mut api: Vec<Member>, export: Option<&[Member]>) -> Vec<Me
             continue;
         }
         let found = export.iter().find(|e| {
-            (key(m.email.as_deref()).is_some() && key(e.email.as_deref()) == key(m.email.as_deref()))
+            (key(m.email.as_deref()).is_some()
+                && key(e.email.as_deref()) == key(m.email.as_deref()))
                 || (key(m.username.as_deref()).is_some()
                     && key(e.username.as_deref()) == key(m.username.as_deref()))
         });
@@ -849,9 +850,10 @@ mod tests {
 
     #[test]
     fn a_page_is_an_object_with_results_or_a_bare_array() {
-        let page =
-            parse_page(r#"{"count": 3, "next": "https://hub.docker.com/x?page=2", "results": [{}]}"#)
-                .unwrap();
+        let page = parse_page(
+            r#"{"count": 3, "next": "https://hub.docker.com/x?page=2", "results": [{}]}"#,
+        )
+        .unwrap();
         assert_eq!(page.count, Some(3));
         assert!(page.next.is_some() && !page.bare);
         let page = parse_page(r#"[{"username": "a"}]"#).unwrap();
@@ -951,7 +953,10 @@ mod tests {
         assert!(session.follow(&current, "?page=2").is_ok());
         assert!(
             session
-                .follow(&current, "http://127.0.0.1:8080/v2/orgs/acme/members?page=2")
+                .follow(
+                    &current,
+                    "http://127.0.0.1:8080/v2/orgs/acme/members?page=2"
+                )
                 .is_ok()
         );
         for foreign in [
@@ -997,8 +1002,9 @@ mod tests {
             .unwrap(),
         ];
         let csv = "Username,Email,Last Logged-In Date\na,a@x.example,2026-03-01\nb,,2026-06-01\n";
-        let export = activity::read_bytes(std::path::Path::new("m.csv"), csv.as_bytes(), "insights")
-            .unwrap();
+        let export =
+            activity::read_bytes(std::path::Path::new("m.csv"), csv.as_bytes(), "insights")
+                .unwrap();
         let merged = merge_activity(api, Some(&export.members));
         assert_eq!(merged[0].activity_source, MemberSource::Export);
         assert_eq!(merged[0].last_activity().1, "Last Logged-In Date");

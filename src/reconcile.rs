@@ -2253,13 +2253,20 @@ mod tests {
         assert_eq!(outcome.counts[&Kind::PendingInvite], None);
         assert!(outcome.not_evaluated[&Kind::PendingInvite].contains("hub.org"));
 
-        let members = [member("a@example.com", Seen::Never, Some("2020-01-01T00:00:00Z"))];
+        let members = [member(
+            "a@example.com",
+            Seen::Never,
+            Some("2020-01-01T00:00:00Z"),
+        )];
         let why = "the Hub read was incomplete: page 2 failed".to_owned();
         let outcome = run_with_hub(
             &accounts,
             Some(&members),
             Some(&[]),
-            vec![(Kind::IdleSeat, why.clone()), (Kind::NotProvisioned, why.clone())],
+            vec![
+                (Kind::IdleSeat, why.clone()),
+                (Kind::NotProvisioned, why.clone()),
+            ],
         );
         assert_eq!(outcome.counts[&Kind::IdleSeat], None);
         assert_eq!(outcome.counts[&Kind::NotProvisioned], None);
@@ -2284,7 +2291,10 @@ mod tests {
         let outcome = run_with_hub(std::slice::from_ref(&a), Some(&members), None, Vec::new());
         let f = &outcome.findings[0];
         assert_eq!(f.kind, Kind::IdleSeat);
-        assert_eq!(f.evidence["decided_by"], "last_logged_in_at (Hub members API)");
+        assert_eq!(
+            f.evidence["decided_by"],
+            "last_logged_in_at (Hub members API)"
+        );
         assert_eq!(f.evidence["member_matched_by"], "Docker ID");
         assert_eq!(f.evidence["hub_member_position"], "7");
 
@@ -2299,7 +2309,10 @@ mod tests {
         a.created = Some(at("2026-01-01T00:00:00Z"));
         let members = [api(Seen::Never, None)];
         let outcome = run_with_hub(std::slice::from_ref(&a), Some(&members), None, Vec::new());
-        assert_eq!(outcome.findings[0].evidence["decided_by"], "meta.created (SCIM)");
+        assert_eq!(
+            outcome.findings[0].evidence["decided_by"],
+            "meta.created (SCIM)"
+        );
         a.created = Some(at("2026-11-01T00:00:00Z"));
         let outcome = run_with_hub(&[a], Some(&members), None, Vec::new());
         assert!(keys(&outcome, Kind::IdleSeat).is_empty());

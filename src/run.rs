@@ -1459,25 +1459,32 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
         }
     }
     let okta = dir.join("inputs").join("okta-users.csv");
-    let members = dir.join("inputs").join("docker-members.csv");
     std::fs::write(&okta, demo::DEMO_OKTA_CSV)
         .map_err(|e| io(&format!("cannot write `{}`", okta.display()), e))?;
-    std::fs::write(&members, demo::DEMO_ACTIVITY_CSV)
-        .map_err(|e| io(&format!("cannot write `{}`", members.display()), e))?;
 
     let options = demo::ServerOptions::default();
     let token = options.token.clone();
     let server = demo::start(demo::demo_baseline(), options)
         .await
         .map_err(|e| io("cannot start the demo SCIM server on 127.0.0.1", e))?;
+    let hub_options = demo::hub_api::HubOptions::default();
+    let hub_token = hub_options.token.clone();
+    let hub = demo::hub_api::start(
+        demo::hub_api::demo_members(),
+        demo::hub_api::demo_invites(),
+        hub_options.clone(),
+    )
+    .await
+    .map_err(|e| io("cannot start the demo Docker Hub API on 127.0.0.1", e))?;
 
     let mut config = Config::default();
     config.scim.url = server.base_url();
     config.scim.retry_base_ms = 50;
+    config.hub.url = hub.origin();
+    config.hub.org = Some(hub_options.org);
+    config.hub.username = Some(hub_options.username);
     config.idp.file = Some(okta);
     config.idp.format = "okta".into();
-    config.activity.file = Some(members);
-    config.activity.format = "insights".into();
     config.review.seat_price = Some(24.0);
     config.review.seats_purchased = Some(520);
     config.store.path = store_path;
@@ -1490,6 +1497,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
         config,
         secrets: Secrets {
             scim_token: Some(token),
+            hub_token: Some(hub_token),
             ..Secrets::default()
         },
         progress: true,
@@ -1498,6 +1506,10 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     say!(
         "demo: SCIM server for the demo organization on {}",
         server.base_url()
+    );
+    say!(
+        "demo: Docker Hub members and invites API on {}",
+        hub.origin()
     );
     say!("demo: snapshot of the organization a week before the review");
     let exit = job.snapshot_only(&[]).await?;
@@ -1509,6 +1521,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     let summary = job.run_job(Some(as_of), &[], false, &[]).await?;
     print_summary(&job.config, &summary);
     server.shutdown().await;
+    hub.shutdown().await;
     Ok(summary.exit)
 }
 
@@ -1577,9 +1590,7 @@ fn reconcile_step(
         Some(s) => Some(store.accounts(s.id).map_err(|e| Failure::internal(&e))?),
         None => None,
     };
-    let hub = store
-        .hub(snapshot_id)
-        .map_err(|e| Failure::internal(&e))?;
+    let hub = store.hub(snapshot_id).map_err(|e| Failure::internal(&e))?;
     let hub_sources = HubSources::new(hub.as_ref(), members, config);
     let outcome = reconcile::reconcile(&Inputs {
         accounts: &accounts,

@@ -732,7 +732,9 @@ impl Store {
             .iter()
             .map(|t| {
                 serde_json::from_str(t).map_err(|e| {
-                    self.corrupt(format!("a Hub item of snapshot {snapshot_id} does not read: {e}"))
+                    self.corrupt(format!(
+                        "a Hub item of snapshot {snapshot_id} does not read: {e}"
+                    ))
                 })
             })
             .collect()
@@ -1383,7 +1385,13 @@ fn save_hub(
     snapshot_id: i64,
     hub: &HubFetched,
 ) -> rusqlite::Result<()> {
-    let status = |c: &Completeness| if c.is_complete() { "complete" } else { "incomplete" };
+    let status = |c: &Completeness| {
+        if c.is_complete() {
+            "complete"
+        } else {
+            "incomplete"
+        }
+    };
     let mut listing = tx.prepare(
         "INSERT INTO hub_listings (snapshot_id, listing, source_url, org, status, reason, \
          count, pages, items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",

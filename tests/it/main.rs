@@ -7,6 +7,7 @@ mod demo;
 mod deploy;
 mod doctor;
 mod history;
+mod hub;
 mod idp;
 mod mail;
 mod pipeline;
