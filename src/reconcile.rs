@@ -386,7 +386,9 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     match (inputs.members, members) {
         (_, Some(members)) => findings.extend(not_provisioned(members, inputs)),
         (Some(_), None) => {
-            let why = "the members export lists nobody: check that the export finished";
+            let why = "the members list (Hub members API or export) holds nobody, and an \
+                       organization has at least its owner: check `hub.org`, or that the \
+                       export finished";
             not_evaluated.insert(Kind::IdleSeat, why.into());
             not_evaluated.insert(Kind::NotProvisioned, why.into());
         }

@@ -1036,6 +1036,28 @@ impl Job {
                 "run {run_id}: snapshot {snapshot_id} INCOMPLETE ({accounts} accounts received): {reason}"
             ),
         }
+        if let Ok(Some(hub)) = store.hub(snapshot_id) {
+            for (what, count, completeness) in [
+                (
+                    "members",
+                    hub.members.items.len(),
+                    &hub.members.completeness,
+                ),
+                (
+                    "invites",
+                    hub.invites.items.len(),
+                    &hub.invites.completeness,
+                ),
+            ] {
+                match completeness.reason() {
+                    None => say!("run {run_id}: Hub {what} of `{}`: {count}", hub.org),
+                    Some(reason) => say!(
+                        "run {run_id}: Hub {what} of `{}` INCOMPLETE ({count} received): {reason}",
+                        hub.org
+                    ),
+                }
+            }
+        }
         Ok(exit)
     }
 

@@ -1564,6 +1564,105 @@ mod tests {
         assert_eq!(store.run(run).unwrap().unwrap().snapshot_id, Some(id));
     }
 
+    fn hub_fetched(members: Completeness, invites: Completeness) -> crate::hub::HubFetched {
+        let member = |name: &str| {
+            let raw = serde_json::json!({"username": name, "email": format!("{name}@x.example"),
+                "last_logged_in_at": "2026-11-01T00:00:00Z"});
+            let parsed = crate::hub::parse_member(raw.as_object().unwrap(), 1).unwrap();
+            (parsed, raw.to_string())
+        };
+        let raw = serde_json::json!({"id": "i1", "invitee": "new@x.example",
+            "created_at": "2025-11-30T00:00:00Z"});
+        let invite = crate::hub::parse_invite(raw.as_object().unwrap(), 1).unwrap();
+        crate::hub::HubFetched {
+            url: "http://127.0.0.1:1".into(),
+            org: "acme".into(),
+            members: Listing {
+                items: vec![member("b"), member("a")],
+                count: Some(2),
+                pages: 1,
+                completeness: members,
+            },
+            invites: Listing {
+                items: vec![(invite, raw.to_string())],
+                count: None,
+                pages: 1,
+                completeness: invites,
+            },
+        }
+    }
+
+    #[test]
+    fn hub_members_and_invites_are_stored_with_the_snapshot_each_with_its_completeness() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        let without = store
+            .save_snapshot(
+                run,
+                "x",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+            )
+            .unwrap();
+        assert!(
+            store.hub(without).unwrap().is_none(),
+            "not read, not stored"
+        );
+
+        let run = store.begin_run("run", None).unwrap();
+        let gap = Completeness::Incomplete {
+            reason: "page 2 failed".into(),
+        };
+        let id = store
+            .save_snapshot_with_hub(
+                run,
+                "x",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+                Some(&hub_fetched(Completeness::Complete, gap.clone())),
+            )
+            .unwrap();
+        let hub = store.hub(id).unwrap().unwrap();
+        assert_eq!(hub.org, "acme");
+        assert!(hub.members.completeness.is_complete());
+        assert_eq!(hub.members.count, Some(2));
+        let names: Vec<_> = hub
+            .members
+            .values()
+            .iter()
+            .map(|m| m.username.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["b", "a"], "in the order the API listed them");
+        assert_eq!(hub.invites.completeness, gap);
+        assert_eq!(hub.invites.items.len(), 1);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM hub_members WHERE raw_json LIKE '%username%'"
+            ),
+            2,
+            "the members as received are kept"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_whose_hub_rows_cannot_be_written_leaves_nothing_behind() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        store.conn.execute_batch("DROP TABLE hub_invites").unwrap();
+        let saved = store.save_snapshot_with_hub(
+            run,
+            "x",
+            Utc::now(),
+            &fetched(&["a"], Completeness::Complete),
+            Some(&hub_fetched(Completeness::Complete, Completeness::Complete)),
+        );
+        assert!(saved.is_err());
+        assert_eq!(count(&store, "SELECT count(*) FROM snapshots"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM accounts"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM hub_members"), 0);
+    }
+
     #[test]
     fn the_previous_complete_snapshot_skips_incomplete_ones() {
         let mut store = Store::open_in_memory().unwrap();

@@ -628,3 +628,55 @@ async fn doctor_signs_in_to_the_hub_and_reads_one_page_of_members() {
         .collect();
     assert_eq!(gets, ["/v2/orgs/testorg/members?page=1&page_size=1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_stores_the_hub_listings_and_says_which_one_is_incomplete() {
+    let server = serve(hub_members(), hub_invites()).await;
+    server.faults().invites_status = Some(500);
+    let scim = hubreview::demo::start(
+        users(3),
+        hubreview::demo::ServerOptions {
+            token: TOKEN.into(),
+            ..hubreview::demo::ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[]);
+    let hub_section = format!(
+        "[hub]\nurl = \"{}\"\norg = \"testorg\"\nusername = \"{HUB_USER}\"\n",
+        server.origin()
+    );
+    let config = write_config(tmp.path(), &scim.base_url(), &okta, &hub_section);
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "snapshot"],
+        &[
+            ("HUBREVIEW_SCIM_TOKEN", TOKEN),
+            ("HUBREVIEW_HUB_TOKEN", HUB_TOKEN),
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("Hub members of `testorg`: 4"), "{stdout}");
+    assert!(
+        stdout.contains("Hub invites of `testorg` INCOMPLETE (0 received)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("HTTP 500"), "{stdout}");
+
+    let store =
+        hubreview::store::Store::open_existing(&tmp.path().join("store/hubreview.db")).unwrap();
+    let snapshot = store.latest_snapshot().unwrap().unwrap();
+    let hub = store.hub(snapshot.id).unwrap().unwrap();
+    assert!(hub.members.completeness.is_complete());
+    assert_eq!(hub.members.items.len(), 4);
+    assert!(!hub.invites.completeness.is_complete());
+}
