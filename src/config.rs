@@ -969,6 +969,46 @@ mod tests {
     }
 
     #[test]
+    fn the_hub_keys_layer_like_the_others_and_are_checked_together() {
+        let (dir, path) = file("[hub]\norg = \"acme\"\nusername = \"bot\"\n");
+        let (c, s) = Config::load(
+            Some(&path),
+            &env(&[
+                ("HUBREVIEW_HUB_URL", "http://127.0.0.1:8080"),
+                ("HUBREVIEW_HUB_TOKEN", "dckr_pat_x"),
+            ]),
+            &["hub.page_size=50".into(), "review.invite_days=30".into()],
+        )
+        .unwrap();
+        drop(dir);
+        assert_eq!(c.hub.org.as_deref(), Some("acme"));
+        assert_eq!(c.hub.url, "http://127.0.0.1:8080");
+        assert_eq!(c.hub.page_size, 50);
+        assert_eq!(c.review.invite_days, 30);
+        assert!(c.hub.configured());
+        assert_eq!(s.hub_token.as_deref(), Some("dckr_pat_x"));
+        assert_eq!(Config::default().review.invite_days, 14);
+        assert_eq!(Config::default().hub.url, "https://hub.docker.com");
+
+        let err = Config::load(
+            None,
+            &env(&[("HUBREVIEW_HUB_ORG", "acme")]),
+            &[
+                "hub.page_size=0".into(),
+                "hub.url=https://hub.docker.com/v2".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["`hub.username`", "`hub.page_size` = 0", "has a path"] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let (_dir, path) = file("[hub]\ntoken = \"dckr_pat_x\"\n");
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("HUBREVIEW_HUB_TOKEN"), "{err}");
+    }
+
+    #[test]
     fn defaults_apply_without_a_file() {
         let (c, _) = Config::load(None, &[], &[]).unwrap();
         assert_eq!(c.scim.page_size, 200);
