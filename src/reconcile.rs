@@ -1487,8 +1487,21 @@ fn seats(
         Some(members) => members.len() as u64,
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
-    // Invitees hold seats too.
-    let in_use = members + inputs.invites.map_or(0, |i| i.len() as u64);
+    // Invitees hold seats too; one the members list already shows as an invitee counts once.
+    let listed: HashSet<String> = inputs
+        .members
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|m| [m.email.as_deref(), m.username.as_deref()])
+        .filter_map(normalize_opt)
+        .collect();
+    let invited = inputs.invites.map_or(0, |invites| {
+        invites
+            .iter()
+            .filter(|i| normalize_opt(i.invitee.as_deref()).is_none_or(|k| !listed.contains(&k)))
+            .count() as u64
+    });
+    let in_use = members + invited;
     let mut counted = HashSet::new();
     let mut reclaimable = BTreeMap::new();
     // Reasons a seat can be taken back, most certain first; a kind that was not evaluated
@@ -2244,6 +2257,13 @@ mod tests {
         assert_eq!(year.email.as_deref(), Some("year@example.com"));
         // Invites hold seats: one active account and five invites.
         assert_eq!(outcome.seats.in_use, 6);
+        // An invitee the members list shows already holds one seat, not two.
+        let listed = [Member {
+            kind: Some("invitee".into()),
+            ..member("year@example.com", Seen::Unknown, None)
+        }];
+        let outcome = run_with_hub(&accounts, Some(&listed), Some(&invites), Vec::new());
+        assert_eq!(outcome.seats.in_use, 5);
         assert_eq!(outcome.seats.reclaimable["pending_invite"], 2);
         assert_eq!(outcome.seats.monthly_saving, Some(20.0));
     }
