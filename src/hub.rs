@@ -226,16 +226,12 @@ pub async fn fetch(cfg: &HubConfig, scim: &ScimConfig, token: &str) -> Result<Hu
         .query_pairs_mut()
         .append_pair("page", "1")
         .append_pair("page_size", &cfg.page_size.to_string());
-    let members = session
-        .list(first, "members", cfg.page_size, parse_member)
-        .await;
+    let members = session.list(first, "members", true, parse_member).await;
     let members = dedupe_members(members);
     log_listing("members", &members);
 
     let invites = session.org_url(&org, "invites")?;
-    let invites = session
-        .list(invites, "invites", u32::MAX, parse_invite)
-        .await;
+    let invites = session.list(invites, "invites", false, parse_invite).await;
     log_listing("invites", &invites);
 
     Ok(HubFetched {
@@ -388,12 +384,13 @@ impl Session {
     }
 
     /// Every page of a listing from `first`, following `next` within the origin. A body
-    /// that is a bare array is paged by `page` until a page shorter than `page_size`.
+    /// that is a bare array is paged by `page` until an empty page when `paged`, else taken
+    /// as the whole list.
     async fn list<T>(
         &mut self,
         first: Url,
         what: &str,
-        page_size: u32,
+        paged: bool,
         parse: fn(&Map<String, Value>, usize) -> Result<T, String>,
     ) -> Listing<T> {
         let mut listing = Listing {
@@ -460,19 +457,32 @@ impl Session {
             }
 
             if page.bare {
-                // No paging information: ask for the next page by number until a short one.
+                // No paging information: ask for the next page by number until an empty
+                // one. A server that ignores `page` serves its whole list again: then that
+                // list is all there is.
                 let start = listing.items.len() - received;
-                let repeated = listing.items[start..]
+                let new = listing.items[start..]
                     .iter()
-                    .all(|(_, raw)| !raw_seen.insert(raw.clone()));
-                if received > 0 && repeated {
+                    .filter(|(_, raw)| raw_seen.insert(raw.clone()))
+                    .count();
+                if received > 0 && new == 0 {
+                    let unpaged = listing.pages == 2
+                        && listing.items[..start]
+                            .iter()
+                            .map(|(_, raw)| raw)
+                            .eq(listing.items[start..].iter().map(|(_, raw)| raw));
+                    listing.items.truncate(start);
+                    if unpaged {
+                        debug!("the server does not page {what}: its first answer was all");
+                        break None;
+                    }
                     break Some(format!(
-                        "page {} of {what} repeats the items of an earlier page: the server \
-                         does not page this list, so its end cannot be known",
+                        "page {} of {what} repeats items of earlier pages, so the end of \
+                         the list cannot be known",
                         listing.pages
                     ));
                 }
-                if page_size == u32::MAX || received < page_size as usize {
+                if !paged || received == 0 {
                     break None;
                 }
                 let next_page = listing.pages + 1;
