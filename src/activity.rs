@@ -20,9 +20,37 @@ pub enum Seen {
     At(DateTime<Utc>),
 }
 
+/// Where a member, or its activity, was read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberSource {
+    /// The members export file (`activity.file`).
+    #[default]
+    Export,
+    /// `GET /v2/orgs/{org}/members`.
+    HubApi,
+}
+
+impl MemberSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberSource::Export => "activity export",
+            MemberSource::HubApi => "Hub members API",
+        }
+    }
+
+    /// The names of the sign-in, Desktop use and join fields in this source.
+    fn fields(self) -> [&'static str; 3] {
+        match self {
+            MemberSource::Export => ["Last Logged-In Date", "Last Seen Date", "Date Joined"],
+            MemberSource::HubApi => ["last_logged_in_at", "last_seen_at", "date_joined"],
+        }
+    }
+}
+
 /// One member of the organization.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
+    /// The row of the export, or the position in the members API's listing (from 1).
     pub row: usize,
     pub name: Option<String>,
     /// The Docker ID.
@@ -35,16 +63,23 @@ pub struct Member {
     pub date_joined: Option<DateTime<Utc>>,
     pub last_logged_in: Seen,
     pub last_seen: Seen,
+    /// `Docker Desktop Version` / `last_desktop_version`.
+    #[serde(default)]
+    pub desktop_version: Option<String>,
+    /// Where the member was read.
+    #[serde(default)]
+    pub source: MemberSource,
+    /// Where the activity fields were read: the API, or the export when the API had none.
+    #[serde(default)]
+    pub activity_source: MemberSource,
 }
 
 impl Member {
     /// The latest activity with the field that gave it, `Never` when every activity field
     /// is empty, `Unknown` when there is none.
     pub fn last_activity(&self) -> (Seen, &'static str) {
-        let fields = [
-            (self.last_logged_in, "Last Logged-In Date"),
-            (self.last_seen, "Last Seen Date"),
-        ];
+        let [logged_in, seen, _] = self.activity_source.fields();
+        let fields = [(self.last_logged_in, logged_in), (self.last_seen, seen)];
         let latest = fields
             .iter()
             .filter_map(|(s, f)| match s {
@@ -57,6 +92,18 @@ impl Member {
             None if fields.iter().any(|(s, _)| *s == Seen::Never) => (Seen::Never, "activity"),
             None => (Seen::Unknown, "activity"),
         }
+    }
+
+    /// The name of the join date field in the member's source.
+    pub fn joined_field(&self) -> &'static str {
+        self.source.fields()[2]
+    }
+
+    /// Whether the member is a guest (`Type` = guest, or the API's `is_guest`).
+    pub fn is_guest(&self) -> bool {
+        self.kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("guest"))
     }
 }
 
@@ -156,6 +203,7 @@ pub fn read_bytes(path: &Path, bytes: &[u8], format: &str) -> Result<MemberExpor
     let permission = find("Permission");
     let teams = find("Teams");
     let joined = find("Date Joined");
+    let desktop = find("Docker Desktop Version");
 
     let mut members = Vec::new();
     for (i, record) in reader.records().enumerate() {
@@ -202,6 +250,9 @@ pub fn read_bytes(path: &Path, bytes: &[u8], format: &str) -> Result<MemberExpor
             date_joined: date(joined, "Date Joined")?,
             last_logged_in: seen_at(logged_in, "Last Logged-In Date")?,
             last_seen: seen_at(seen, "Last Seen Date")?,
+            desktop_version: cell(desktop),
+            source: MemberSource::Export,
+            activity_source: MemberSource::Export,
         });
     }
     Ok(MemberExport {

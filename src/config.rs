@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub scim: ScimConfig,
+    pub hub: HubConfig,
     pub idp: IdpConfig,
     pub activity: ActivityConfig,
     pub review: ReviewConfig,
@@ -115,6 +116,41 @@ pub struct Columns {
     pub department: Option<String>,
 }
 
+/// The Docker Hub organization API, for members, invites and activity. Read only when
+/// `org` and `username` are set; the token is `HUBREVIEW_HUB_TOKEN`. Timeouts, retries and
+/// the CA file are the `[scim]` ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Origin of the Hub API; `next` links are followed only within it.
+    pub url: String,
+    /// The organization's name (namespace).
+    pub org: Option<String>,
+    /// The Docker ID (or organization name, for an organization access token) the token
+    /// belongs to.
+    pub username: Option<String>,
+    /// Members per page, 1 to 100.
+    pub page_size: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            url: "https://hub.docker.com".into(),
+            org: None,
+            username: None,
+            page_size: 100,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Whether the Hub API is to be read.
+    pub fn configured(&self) -> bool {
+        self.org.is_some() || self.username.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActivityConfig {
@@ -142,6 +178,8 @@ pub struct ReviewConfig {
     /// Price of one seat per month, in the currency of the contract.
     pub seat_price: Option<f64>,
     pub seats_purchased: Option<u64>,
+    /// An invite older than this many whole UTC days is a `pending_invite`.
+    pub invite_days: u32,
     /// The exceptions file (TOML or CSV) listing accepted findings.
     pub exceptions: Option<PathBuf>,
 }
@@ -154,6 +192,7 @@ impl Default for ReviewConfig {
             max_drop_count: 5,
             seat_price: None,
             seats_purchased: None,
+            invite_days: 14,
             exceptions: None,
         }
     }
@@ -313,6 +352,10 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.retry_max_wait_secs", KeyType::Integer),
     ("scim.max_restarts", KeyType::Integer),
     ("scim.ca_file", KeyType::Path),
+    ("hub.url", KeyType::Text),
+    ("hub.org", KeyType::Text),
+    ("hub.username", KeyType::Text),
+    ("hub.page_size", KeyType::Integer),
     ("idp.file", KeyType::Path),
     ("idp.format", KeyType::Text),
     ("idp.encoding", KeyType::Text),
@@ -336,6 +379,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("review.max_drop_count", KeyType::Integer),
     ("review.seat_price", KeyType::Float),
     ("review.seats_purchased", KeyType::Integer),
+    ("review.invite_days", KeyType::Integer),
     ("review.exceptions", KeyType::Path),
     ("store.path", KeyType::Path),
     ("store.keep_runs", KeyType::Integer),
@@ -568,6 +612,7 @@ impl Config {
             ));
         }
         problems.extend(self.idp.problems());
+        problems.extend(crate::hub::config_problems(&self.hub));
         if !["members", "insights"].contains(&self.activity.format.as_str()) {
             problems.push(format!(
                 "`activity.format` = `{}`: must be `members` or `insights`",
@@ -925,6 +970,46 @@ mod tests {
         let path = dir.path().join("hubreview.toml");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn the_hub_keys_layer_like_the_others_and_are_checked_together() {
+        let (dir, path) = file("[hub]\norg = \"acme\"\nusername = \"bot\"\n");
+        let (c, s) = Config::load(
+            Some(&path),
+            &env(&[
+                ("HUBREVIEW_HUB_URL", "http://127.0.0.1:8080"),
+                ("HUBREVIEW_HUB_TOKEN", "dckr_pat_x"),
+            ]),
+            &["hub.page_size=50".into(), "review.invite_days=30".into()],
+        )
+        .unwrap();
+        drop(dir);
+        assert_eq!(c.hub.org.as_deref(), Some("acme"));
+        assert_eq!(c.hub.url, "http://127.0.0.1:8080");
+        assert_eq!(c.hub.page_size, 50);
+        assert_eq!(c.review.invite_days, 30);
+        assert!(c.hub.configured());
+        assert_eq!(s.hub_token.as_deref(), Some("dckr_pat_x"));
+        assert_eq!(Config::default().review.invite_days, 14);
+        assert_eq!(Config::default().hub.url, "https://hub.docker.com");
+
+        let err = Config::load(
+            None,
+            &env(&[("HUBREVIEW_HUB_ORG", "acme")]),
+            &[
+                "hub.page_size=0".into(),
+                "hub.url=https://hub.docker.com/v2".into(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["`hub.username`", "`hub.page_size` = 0", "has a path"] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        let (_dir, path) = file("[hub]\ntoken = \"dckr_pat_x\"\n");
+        let err = Config::load(Some(&path), &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("HUBREVIEW_HUB_TOKEN"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! pages, slow pages, and emails as plain strings. The server counts the requests it
 //! answers at once, so a test can see how many pages a client asks for in parallel.
 
+pub mod hub_api;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

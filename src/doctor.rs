@@ -3,7 +3,8 @@
 //!
 //! The checks, in order: the configuration parses; the store is writable (or its folder
 //! is, when there is no store yet); the SCIM URL and token (`/ServiceProviderConfig`, then
-//! one `/Users?count=1`); the Hub token; the SMTP relay's connection and AUTH; the IdP
+//! one `/Users?count=1`); the Hub API (sign-in and one page of members, when `[hub]` is
+//! configured); the SMTP relay's connection and AUTH; the IdP
 //! export (and the members export, when configured) reads. Tokens and passwords never
 //! appear in a line, even when a server echoes them.
 
@@ -109,7 +110,7 @@ pub async fn run(file: Option<&Path>, config: &Config, secrets: &Secrets) -> Vec
     )];
     checks.push(store(&config.store.path));
     checks.push(scim(config, secrets).await);
-    checks.push(hub(secrets));
+    checks.push(hub(config, secrets).await);
     checks.push(smtp(config, secrets).await);
     checks.push(idp(config));
     checks.push(activity(config));
@@ -302,18 +303,39 @@ fn redact(text: String, secret: &str) -> String {
     }
 }
 
-fn hub(secrets: &Secrets) -> Check {
-    let token = if secrets.hub_token.is_some() {
-        "; HUBREVIEW_HUB_TOKEN is set but not checked"
-    } else {
-        ""
+/// Signs in to the Hub API and reads one page of members, when `[hub]` is configured.
+async fn hub(config: &Config, secrets: &Secrets) -> Check {
+    if !config.hub.configured() {
+        let token = if secrets.hub_token.is_some() {
+            "; HUBREVIEW_HUB_TOKEN is set but unused"
+        } else {
+            ""
+        };
+        return Check::skip(
+            "hub",
+            format!(
+                "not configured: set `hub.org` and `hub.username` to read the organization's \
+                 members and invites{token}"
+            ),
+        );
+    }
+    let Some(token) = secrets.hub_token.as_deref() else {
+        return Check::fail(
+            "hub",
+            "no Hub token: set HUBREVIEW_HUB_TOKEN (or HUBREVIEW_HUB_TOKEN_FILE) to an access \
+             token of `hub.username`",
+        );
     };
-    Check::skip(
-        "hub",
-        format!(
-            "not configured: this version does not read the Hub members and invites API{token}"
-        ),
-    )
+    // One attempt: a check should answer quickly, not wait out a rate limit.
+    let scim = crate::config::ScimConfig {
+        max_retries: 0,
+        ..config.scim.clone()
+    };
+    let origin = config.hub.url.trim_end_matches('/');
+    match crate::hub::probe(&config.hub, &scim, token).await {
+        Ok(seen) => Check::ok("hub", format!("`{origin}`: {seen}")),
+        Err(e) => Check::fail("hub", redact(format!("`{origin}`: {e}"), token)),
+    }
 }
 
 async fn smtp(config: &Config, secrets: &Secrets) -> Check {

@@ -1,6 +1,6 @@
 //! `hubreview`: access reviews and seat reconciliation for Docker Hub organizations.
 //!
-//! The pipeline, one module per step: [`config`] -> [`scim`] (and [`activity`]) and
+//! The pipeline, one module per step: [`config`] -> [`scim`] (and [`hub`], [`activity`]) and
 //! [`idp`] -> [`store`] -> [`reconcile`] (with [`exceptions`]) -> [`report`] -> [`mail`]. [`run`] only orders
 //! them; [`cli`] parses the command line; [`demo`] serves the built-in organization.
 //! [`lock`] keeps two runs from writing one store, [`metrics`] exports each run's counts,
@@ -14,6 +14,7 @@ pub mod demo;
 pub mod doctor;
 pub mod exceptions;
 pub mod http;
+pub mod hub;
 pub mod idp;
 pub mod lock;
 pub mod mail;

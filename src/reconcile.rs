@@ -238,6 +238,7 @@ use unicode_normalization::UnicodeNormalization;
 use crate::activity::{Member, Seen};
 use crate::config::ReviewConfig;
 use crate::exceptions::{Acceptance, ExceptionFile};
+use crate::hub::Invite;
 use crate::idp::Person;
 use crate::scim::Account;
 
@@ -256,8 +257,14 @@ pub struct Inputs<'a> {
     /// evidence of drift findings.
     pub previous_snapshot: Option<String>,
     pub people: &'a [Person],
-    /// The Hub members export, for activity and members SCIM does not know.
+    /// The organization's members (Hub members API or export), for activity and members
+    /// SCIM does not know.
     pub members: Option<&'a [Member]>,
+    /// The pending invites from the Hub API, when they were read completely.
+    pub invites: Option<&'a [Invite]>,
+    /// Kinds whose source failed in this run (an incomplete Hub read), with why. They
+    /// are not evaluated, whatever else was given.
+    pub unavailable: Vec<(Kind, String)>,
     pub review: &'a ReviewConfig,
     /// Accepted findings (`review.exceptions`).
     pub exceptions: Option<&'a ExceptionFile>,
@@ -407,12 +414,15 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     match (inputs.members, members) {
         (_, Some(members)) => findings.extend(not_provisioned(members, inputs)),
         (Some(_), None) => {
-            let why = "the members export lists nobody: check that the export finished";
+            let why = "the members list (Hub members API or export) holds nobody, and an \
+                       organization has at least its owner: check `hub.org`, or that the \
+                       export finished";
             not_evaluated.insert(Kind::IdleSeat, why.into());
             not_evaluated.insert(Kind::NotProvisioned, why.into());
         }
         (None, _) => {
-            let why = "no member data: set `activity.file` to Docker Hub's members export";
+            let why = "no member data: set `hub.org` and `hub.username` (the Hub members API) \
+                       or `activity.file` (Docker Hub's members export)";
             not_evaluated.insert(Kind::IdleSeat, why.into());
             not_evaluated.insert(Kind::NotProvisioned, why.into());
         }
@@ -433,10 +443,20 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
                 .into(),
         );
     }
-    not_evaluated.insert(
-        Kind::PendingInvite,
-        "no invite data: invites come from the Docker Hub API, which this run did not read".into(),
-    );
+    match inputs.invites {
+        Some(invites) => findings.extend(pending_invites(invites, inputs)),
+        None => {
+            not_evaluated.insert(
+                Kind::PendingInvite,
+                "no invite data: invites come from the Docker Hub API; set `hub.org` and \
+                 `hub.username`"
+                    .into(),
+            );
+        }
+    }
+    for (kind, why) in &inputs.unavailable {
+        not_evaluated.insert(*kind, why.clone());
+    }
 
     findings.extend(data_quality(inputs.accounts, inputs.people, inputs.as_of));
     let mut aliased: Vec<usize> = near.keys().copied().collect();
@@ -989,8 +1009,7 @@ fn idle_seat(
         person,
         basis,
     );
-    f.evidence
-        .insert("member_row".into(), member.row.to_string());
+    member_evidence(&mut f, member);
     f.evidence
         .insert("member_matched_by".into(), joined_by.into());
     match seen {
@@ -1002,13 +1021,18 @@ fn idle_seat(
             }
             f.reason = format!("no activity for {days} days (more than {idle_days})");
             f.evidence.insert("last_activity".into(), at.to_rfc3339());
-            f.evidence
-                .insert("decided_by".into(), format!("{field} (activity export)"));
+            f.evidence.insert(
+                "decided_by".into(),
+                format!("{field} ({})", member.activity_source.label()),
+            );
         }
         Seen::Never => {
             let (joined, source) = match (member.date_joined, account.created) {
-                (Some(d), _) => (d, "Date Joined (activity export)"),
-                (None, Some(d)) => (d, "meta.created (SCIM)"),
+                (Some(d), _) => (
+                    d,
+                    format!("{} ({})", member.joined_field(), member.source.label()),
+                ),
+                (None, Some(d)) => (d, "meta.created (SCIM)".to_owned()),
                 (None, None) => return None,
             };
             let days = (inputs.as_of - joined.date_naive()).num_days();
@@ -1017,10 +1041,81 @@ fn idle_seat(
             }
             f.reason = format!("never signed in; joined {days} days ago (more than {idle_days})");
             f.evidence.insert("joined".into(), joined.to_rfc3339());
-            f.evidence.insert("decided_by".into(), source.into());
+            f.evidence.insert("decided_by".into(), source);
         }
     }
     Some(f)
+}
+
+/// Where a member was read, for the evidence: the export's row or the API's position,
+/// and whether the member is a guest.
+fn member_evidence(f: &mut Finding, member: &Member) {
+    let key = match member.source {
+        crate::activity::MemberSource::Export => "member_row",
+        crate::activity::MemberSource::HubApi => "hub_member_position",
+    };
+    f.evidence.insert(key.into(), member.row.to_string());
+    f.evidence
+        .insert("member_source".into(), member.source.label().into());
+    if member.is_guest() {
+        f.evidence.insert("guest".into(), "true".into());
+    }
+    if let Some(v) = &member.desktop_version {
+        f.evidence.insert("desktop_version".into(), v.clone());
+    }
+}
+
+/// Invites older than `review.invite_days` whole UTC days; exactly that many is not old.
+fn pending_invites(invites: &[Invite], inputs: &Inputs<'_>) -> Vec<Finding> {
+    let limit = i64::from(inputs.review.invite_days);
+    let mut out = Vec::new();
+    for invite in invites {
+        let Some(created) = invite.created_at else {
+            continue;
+        };
+        let days = (inputs.as_of - created.date_naive()).num_days();
+        if days <= limit {
+            continue;
+        }
+        let subject = invite
+            .id
+            .clone()
+            .or_else(|| normalize_opt(invite.invitee.as_deref()))
+            .unwrap_or_else(|| format!("position{}", invite.position));
+        let mut evidence = BTreeMap::new();
+        evidence.insert("invited_at".into(), created.to_rfc3339());
+        evidence.insert("decided_by".into(), "created_at (Hub invites API)".into());
+        evidence.insert("hub_invite_position".into(), invite.position.to_string());
+        if let Some(id) = &invite.id {
+            evidence.insert("invite_id".into(), id.clone());
+        }
+        if let Some(inviter) = &invite.inviter {
+            evidence.insert("inviter".into(), inviter.clone());
+        }
+        out.push(Finding {
+            kind: Kind::PendingInvite,
+            severity: Severity::Low,
+            key: format!("pending_invite:{subject}"),
+            account_id: None,
+            docker_id: invite.docker_id().map(str::to_owned),
+            email: invite.email().map(str::to_owned),
+            name: None,
+            role: invite.role.clone(),
+            team: invite.team.clone(),
+            person_email: None,
+            person_status: None,
+            match_basis: "an invite, not yet accepted".into(),
+            reason: format!(
+                "invited {days} days ago (more than {limit}) and not accepted; the invite \
+                 holds a seat"
+            ),
+            evidence,
+            exception: None,
+            first_seen: None,
+            days_open: None,
+        });
+    }
+    out
 }
 
 fn is_privileged(role: Option<&str>) -> bool {
@@ -1285,11 +1380,35 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             ),
             None => (Severity::High, format!("{what}, unknown to the IdP")),
         };
-        let mut evidence = BTreeMap::new();
-        evidence.insert("member_row".into(), m.row.to_string());
+        let mut holder = Finding {
+            kind: Kind::NotProvisioned,
+            severity,
+            key: format!("not_provisioned:{subject}"),
+            account_id: None,
+            docker_id: None,
+            email: None,
+            name: None,
+            role: None,
+            team: None,
+            person_email: None,
+            person_status: None,
+            match_basis: String::new(),
+            reason: String::new(),
+            evidence: BTreeMap::new(),
+            exception: None,
+            first_seen: None,
+            days_open: None,
+        };
+        member_evidence(&mut holder, m);
+        let mut evidence = holder.evidence;
         if let Some(d) = m.date_joined {
             evidence.insert("date_joined".into(), d.to_rfc3339());
         }
+        let reason = if m.is_guest() {
+            format!("{reason} (a guest member)")
+        } else {
+            reason
+        };
         out.push(Finding {
             kind: Kind::NotProvisioned,
             severity,
@@ -1422,10 +1541,25 @@ fn seats(
     not_evaluated: &BTreeMap<Kind, String>,
     inputs: &Inputs<'_>,
 ) -> SeatSummary {
-    let in_use = match inputs.members {
+    let members = match inputs.members {
         Some(members) => members.len() as u64,
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
+    // Invitees hold seats too; one the members list already shows as an invitee counts once.
+    let listed: HashSet<String> = inputs
+        .members
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|m| [m.email.as_deref(), m.username.as_deref()])
+        .filter_map(normalize_opt)
+        .collect();
+    let invited = inputs.invites.map_or(0, |invites| {
+        invites
+            .iter()
+            .filter(|i| normalize_opt(i.invitee.as_deref()).is_none_or(|k| !listed.contains(&k)))
+            .count() as u64
+    });
+    let in_use = members + invited;
     let mut counted = HashSet::new();
     let mut reclaimable = BTreeMap::new();
     // Reasons a seat can be taken back, most certain first; a kind that was not evaluated
@@ -1535,6 +1669,9 @@ mod tests {
             date_joined: joined.map(at),
             last_logged_in: logged_in,
             last_seen: Seen::Unknown,
+            desktop_version: None,
+            source: crate::activity::MemberSource::Export,
+            activity_source: crate::activity::MemberSource::Export,
         }
     }
 
@@ -1557,6 +1694,8 @@ mod tests {
             previous_snapshot: None,
             people,
             members,
+            invites: None,
+            unavailable: Vec::new(),
             review: &review,
             exceptions: None,
             as_of: as_of(),
@@ -2093,6 +2232,8 @@ mod tests {
             previous_snapshot: None,
             people: &people,
             members: Some(&members),
+            invites: None,
+            unavailable: Vec::new(),
             review: &review,
             exceptions: None,
             as_of: as_of(),
@@ -2102,6 +2243,182 @@ mod tests {
         assert_eq!(outcome.seats.monthly_saving, Some(20.0));
         assert_eq!(outcome.seats.yearly_saving, Some(240.0));
         assert_eq!(outcome.seats.in_use, 2);
+    }
+
+    fn invite(id: &str, created: &str) -> Invite {
+        Invite {
+            position: 1,
+            id: Some(id.into()),
+            invitee: Some(format!("{id}@example.com")),
+            inviter: Some("owner".into()),
+            team: None,
+            role: Some("member".into()),
+            created_at: Some(at(created)),
+        }
+    }
+
+    fn run_with_hub(
+        accounts: &[Account],
+        members: Option<&[Member]>,
+        invites: Option<&[Invite]>,
+        unavailable: Vec<(Kind, String)>,
+    ) -> Outcome {
+        let review = ReviewConfig {
+            seat_price: Some(10.0),
+            ..ReviewConfig::default()
+        };
+        let people = [person(2, Some("a@example.com"), false)];
+        reconcile(&Inputs {
+            accounts,
+            previous: None,
+            previous_snapshot: None,
+            people: &people,
+            members,
+            invites,
+            unavailable,
+            review: &review,
+            exceptions: None,
+            as_of: as_of(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_invite_older_than_invite_days_is_pending_and_exactly_invite_days_is_not() {
+        let invites = [
+            invite("year", "2025-11-30T00:00:00Z"),
+            invite("fifteen", "2026-11-15T23:00:00Z"),
+            invite("fourteen", "2026-11-16T00:00:01Z"),
+            invite("new", "2026-11-29T00:00:00Z"),
+            Invite {
+                created_at: None,
+                ..invite("undated", "2020-01-01T00:00:00Z")
+            },
+        ];
+        let accounts = [account("a", Some("a@example.com"))];
+        let outcome = run_with_hub(&accounts, None, Some(&invites), Vec::new());
+        let mut pending = keys(&outcome, Kind::PendingInvite);
+        pending.sort();
+        assert_eq!(
+            pending,
+            ["pending_invite:fifteen", "pending_invite:year"],
+            "15 and 365 days are pending; 14 days, 1 day and no date are not"
+        );
+        assert_eq!(outcome.counts[&Kind::PendingInvite], Some(2));
+        let year = outcome
+            .findings
+            .iter()
+            .find(|f| f.key == "pending_invite:year")
+            .unwrap();
+        assert!(year.reason.contains("365 days"), "{}", year.reason);
+        assert_eq!(year.evidence["decided_by"], "created_at (Hub invites API)");
+        assert_eq!(year.email.as_deref(), Some("year@example.com"));
+        // Invites hold seats: one active account and five invites.
+        assert_eq!(outcome.seats.in_use, 6);
+        // An invitee the members list shows already holds one seat, not two.
+        let listed = [Member {
+            kind: Some("invitee".into()),
+            ..member("year@example.com", Seen::Unknown, None)
+        }];
+        let outcome = run_with_hub(&accounts, Some(&listed), Some(&invites), Vec::new());
+        assert_eq!(outcome.seats.in_use, 5);
+        assert_eq!(outcome.seats.reclaimable["pending_invite"], 2);
+        assert_eq!(outcome.seats.monthly_saving, Some(20.0));
+    }
+
+    #[test]
+    fn without_invite_data_pending_invite_is_not_evaluated_and_a_failed_read_says_why() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let outcome = run_with_hub(&accounts, None, None, Vec::new());
+        assert_eq!(outcome.counts[&Kind::PendingInvite], None);
+        assert!(outcome.not_evaluated[&Kind::PendingInvite].contains("hub.org"));
+
+        let members = [member(
+            "a@example.com",
+            Seen::Never,
+            Some("2020-01-01T00:00:00Z"),
+        )];
+        let why = "the Hub read was incomplete: page 2 failed".to_owned();
+        let outcome = run_with_hub(
+            &accounts,
+            Some(&members),
+            Some(&[]),
+            vec![
+                (Kind::IdleSeat, why.clone()),
+                (Kind::NotProvisioned, why.clone()),
+            ],
+        );
+        assert_eq!(outcome.counts[&Kind::IdleSeat], None);
+        assert_eq!(outcome.counts[&Kind::NotProvisioned], None);
+        assert_eq!(outcome.not_evaluated[&Kind::IdleSeat], why);
+        assert_eq!(outcome.counts[&Kind::PendingInvite], Some(0));
+        assert!(!outcome.seats.reclaimable.contains_key("idle_seat"));
+    }
+
+    #[test]
+    fn a_hub_api_member_says_which_api_field_decided_and_is_joined_by_docker_id() {
+        let mut a = account("a", Some("a@example.com"));
+        a.display_name = Some("adoe".into());
+        let api = |seen: Seen, joined: Option<&str>| Member {
+            email: None,
+            username: Some("ADoe".into()),
+            source: crate::activity::MemberSource::HubApi,
+            activity_source: crate::activity::MemberSource::HubApi,
+            row: 7,
+            ..member("other@example.com", seen, joined)
+        };
+        let members = [api(Seen::At(at("2026-01-01T00:00:00Z")), None)];
+        let outcome = run_with_hub(std::slice::from_ref(&a), Some(&members), None, Vec::new());
+        let f = &outcome.findings[0];
+        assert_eq!(f.kind, Kind::IdleSeat);
+        assert_eq!(
+            f.evidence["decided_by"],
+            "last_logged_in_at (Hub members API)"
+        );
+        assert_eq!(f.evidence["member_matched_by"], "Docker ID");
+        assert_eq!(f.evidence["hub_member_position"], "7");
+
+        let members = [api(Seen::Never, Some("2026-01-01T00:00:00Z"))];
+        let outcome = run_with_hub(std::slice::from_ref(&a), Some(&members), None, Vec::new());
+        assert_eq!(
+            outcome.findings[0].evidence["decided_by"],
+            "date_joined (Hub members API)"
+        );
+
+        // Never signed in and no join date anywhere but SCIM's meta.created.
+        a.created = Some(at("2026-01-01T00:00:00Z"));
+        let members = [api(Seen::Never, None)];
+        let outcome = run_with_hub(std::slice::from_ref(&a), Some(&members), None, Vec::new());
+        assert_eq!(
+            outcome.findings[0].evidence["decided_by"],
+            "meta.created (SCIM)"
+        );
+        a.created = Some(at("2026-11-01T00:00:00Z"));
+        let outcome = run_with_hub(&[a], Some(&members), None, Vec::new());
+        assert!(keys(&outcome, Kind::IdleSeat).is_empty());
+    }
+
+    #[test]
+    fn a_guest_member_only_in_hub_is_not_provisioned_and_marked_a_guest() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let guest = Member {
+            kind: Some("guest".into()),
+            username: Some("contractor".into()),
+            source: crate::activity::MemberSource::HubApi,
+            ..member("contractor@partner.example", Seen::Never, None)
+        };
+        let members = [member("a@example.com", Seen::Unknown, None), guest];
+        let outcome = run_with_hub(&accounts, Some(&members), None, Vec::new());
+        let f = outcome
+            .findings
+            .iter()
+            .find(|f| f.kind == Kind::NotProvisioned)
+            .unwrap();
+        assert_eq!(f.key, "not_provisioned:contractor");
+        assert!(f.reason.contains("guest"), "{}", f.reason);
+        assert!(f.reason.contains("unknown to the IdP"), "{}", f.reason);
+        assert_eq!(f.evidence["guest"], "true");
+        assert_eq!(f.evidence["member_source"], "Hub members API");
     }
 
     // Regression: the employee-id rule matched an ACTIVE row while a SUSPENDED row with the
@@ -2186,6 +2503,8 @@ mod tests {
             previous_snapshot: Some("snapshot 4 taken 2026-11-23T06:00:00Z".into()),
             people: &[],
             members: None,
+            invites: None,
+            unavailable: Vec::new(),
             review: &review,
             exceptions: None,
             as_of: as_of(),
@@ -2221,6 +2540,8 @@ mod tests {
             previous_snapshot: None,
             people: &[],
             members: None,
+            invites: None,
+            unavailable: Vec::new(),
             review: &review,
             exceptions: Some(&file),
             as_of: as_of(),
@@ -2245,6 +2566,8 @@ mod tests {
             previous_snapshot: None,
             people: &[],
             members: None,
+            invites: None,
+            unavailable: Vec::new(),
             review: &review,
             exceptions: Some(&file),
             as_of: as_of(),

@@ -448,6 +448,25 @@ impl Job {
             if let Err(e) = crate::scim::check(&self.config.scim) {
                 problems.push(e);
             }
+            if self.config.hub.configured() {
+                match &self.secrets.hub_token {
+                    None => problems.push(
+                        "`hub.org` and `hub.username` are set but there is no Hub token: set \
+                         HUBREVIEW_HUB_TOKEN (or HUBREVIEW_HUB_TOKEN_FILE) to an access token \
+                         of `hub.username`, or unset `hub.org` and `hub.username`"
+                            .to_owned(),
+                    ),
+                    Some(token) if token.chars().any(|c| c.is_control()) => problems.push(
+                        "HUBREVIEW_HUB_TOKEN holds a control character (a line break?); set it \
+                         to the token alone"
+                            .to_owned(),
+                    ),
+                    Some(_) => {}
+                }
+                if let Err(e) = crate::hub::check(&self.config.hub, &self.config.scim) {
+                    problems.push(e);
+                }
+            }
         }
         if needs_idp {
             match &self.config.idp.file {
@@ -889,8 +908,23 @@ impl Job {
                 }
             }
         }
+        // The Hub members and invites are read only for a snapshot that can be reconciled.
+        let hub = match (&self.secrets.hub_token, fetched.completeness.is_complete()) {
+            (Some(hub_token), true) if self.config.hub.configured() => Some(
+                crate::hub::fetch(&self.config.hub, &self.config.scim, hub_token)
+                    .await
+                    .map_err(Failure::usage)?,
+            ),
+            _ => None,
+        };
         let snapshot_id = store
-            .save_snapshot(run_id, &self.config.scim.url, taken_at, &fetched)
+            .save_snapshot_with_hub(
+                run_id,
+                &self.config.scim.url,
+                taken_at,
+                &fetched,
+                hub.as_ref(),
+            )
             .map_err(|e| Failure::internal(&e))?;
         Ok((snapshot_id, fetched.completeness))
     }
@@ -1029,6 +1063,28 @@ impl Job {
             Some(reason) => say!(
                 "run {run_id}: snapshot {snapshot_id} INCOMPLETE ({accounts} accounts received): {reason}"
             ),
+        }
+        if let Ok(Some(hub)) = store.hub(snapshot_id) {
+            for (what, count, completeness) in [
+                (
+                    "members",
+                    hub.members.items.len(),
+                    &hub.members.completeness,
+                ),
+                (
+                    "invites",
+                    hub.invites.items.len(),
+                    &hub.invites.completeness,
+                ),
+            ] {
+                match completeness.reason() {
+                    None => say!("run {run_id}: Hub {what} of `{}`: {count}", hub.org),
+                    Some(reason) => say!(
+                        "run {run_id}: Hub {what} of `{}` INCOMPLETE ({count} received): {reason}",
+                        hub.org
+                    ),
+                }
+            }
         }
         Ok(exit)
     }
@@ -1477,25 +1533,32 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
         }
     }
     let okta = dir.join("inputs").join("okta-users.csv");
-    let members = dir.join("inputs").join("docker-members.csv");
     std::fs::write(&okta, demo::DEMO_OKTA_CSV)
         .map_err(|e| io(&format!("cannot write `{}`", okta.display()), e))?;
-    std::fs::write(&members, demo::DEMO_ACTIVITY_CSV)
-        .map_err(|e| io(&format!("cannot write `{}`", members.display()), e))?;
 
     let options = demo::ServerOptions::default();
     let token = options.token.clone();
     let server = demo::start(demo::demo_baseline(), options)
         .await
         .map_err(|e| io("cannot start the demo SCIM server on 127.0.0.1", e))?;
+    let hub_options = demo::hub_api::HubOptions::default();
+    let hub_token = hub_options.token.clone();
+    let hub = demo::hub_api::start(
+        demo::hub_api::demo_members(),
+        demo::hub_api::demo_invites(),
+        hub_options.clone(),
+    )
+    .await
+    .map_err(|e| io("cannot start the demo Docker Hub API on 127.0.0.1", e))?;
 
     let mut config = Config::default();
     config.scim.url = server.base_url();
     config.scim.retry_base_ms = 50;
+    config.hub.url = hub.origin();
+    config.hub.org = Some(hub_options.org);
+    config.hub.username = Some(hub_options.username);
     config.idp.file = Some(okta);
     config.idp.format = "okta".into();
-    config.activity.file = Some(members);
-    config.activity.format = "insights".into();
     config.review.seat_price = Some(24.0);
     config.review.seats_purchased = Some(520);
     config.store.path = store_path;
@@ -1508,6 +1571,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
         config,
         secrets: Secrets {
             scim_token: Some(token),
+            hub_token: Some(hub_token),
             ..Secrets::default()
         },
         progress: true,
@@ -1516,6 +1580,10 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     say!(
         "demo: SCIM server for the demo organization on {}",
         server.base_url()
+    );
+    say!(
+        "demo: Docker Hub members and invites API on {}",
+        hub.origin()
     );
     say!("demo: snapshot of the organization a week before the review");
     let exit = job.snapshot_only(&[]).await?;
@@ -1532,6 +1600,7 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
     let summary = job.run_job(Some(as_of), &[], false, &[]).await?;
     print_summary(&job.config, &summary);
     server.shutdown().await;
+    hub.shutdown().await;
     Ok(summary.exit)
 }
 
@@ -1600,6 +1669,8 @@ fn reconcile_step(
         Some(s) => Some(store.accounts(s.id).map_err(|e| Failure::internal(&e))?),
         None => None,
     };
+    let hub = store.hub(snapshot_id).map_err(|e| Failure::internal(&e))?;
+    let hub_sources = HubSources::new(hub.as_ref(), members, config);
     let outcome = reconcile::reconcile(&Inputs {
         accounts: &accounts,
         previous: previous.as_deref(),
@@ -1611,7 +1682,9 @@ fn reconcile_step(
             )
         }),
         people: &export.people,
-        members: members.map(|m| m.members.as_slice()),
+        members: hub_sources.members.as_deref(),
+        invites: hub_sources.invites.as_deref(),
+        unavailable: hub_sources.unavailable.clone(),
         review: &config.review,
         exceptions,
         as_of,
@@ -1647,6 +1720,75 @@ fn reconcile_step(
         .save_outcome(run_id, as_of, &outcome)
         .map_err(|e| Failure::internal(&e))?;
     Ok(outcome)
+}
+
+/// The members and invites one reconciliation reads: the Hub API's (stored with the
+/// snapshot) when it was read, with the export's activity where the API has none; else the
+/// export's members. A Hub listing that is incomplete makes its kinds "not evaluated".
+struct HubSources {
+    members: Option<Vec<crate::activity::Member>>,
+    invites: Option<Vec<crate::hub::Invite>>,
+    unavailable: Vec<(Kind, String)>,
+}
+
+impl HubSources {
+    fn new(
+        hub: Option<&crate::store::HubSnapshot>,
+        export: Option<&MemberExport>,
+        config: &Config,
+    ) -> HubSources {
+        let export_members = export.map(|m| m.members.clone());
+        let Some(hub) = hub else {
+            let mut unavailable = Vec::new();
+            if config.hub.configured() {
+                // Configured now, but this snapshot was taken without it.
+                unavailable.push((
+                    Kind::PendingInvite,
+                    "no invite data: the Hub API was not read with this run's snapshot".into(),
+                ));
+            }
+            return HubSources {
+                members: export_members,
+                invites: None,
+                unavailable,
+            };
+        };
+        let mut unavailable = Vec::new();
+        let members = match hub.members.completeness.reason() {
+            None => Some(crate::hub::merge_activity(
+                hub.members.values().into_iter().cloned().collect(),
+                export.map(|m| m.members.as_slice()),
+            )),
+            Some(reason) => {
+                let why = format!(
+                    "the Docker Hub members list of `{}` was incomplete ({reason}); nothing \
+                     was concluded from it",
+                    hub.org
+                );
+                unavailable.push((Kind::IdleSeat, why.clone()));
+                unavailable.push((Kind::NotProvisioned, why));
+                None
+            }
+        };
+        let invites = match hub.invites.completeness.reason() {
+            None => Some(hub.invites.values().into_iter().cloned().collect()),
+            Some(reason) => {
+                unavailable.push((
+                    Kind::PendingInvite,
+                    format!(
+                        "the Docker Hub invites of `{}` were not read completely ({reason})",
+                        hub.org
+                    ),
+                ));
+                None
+            }
+        };
+        HubSources {
+            members,
+            invites,
+            unavailable,
+        }
+    }
 }
 
 fn load_run(store: &Store, id: i64) -> Result<RunRow> {

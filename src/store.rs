@@ -14,6 +14,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use thiserror::Error;
 use tracing::{debug, instrument};
 
+use crate::activity::Member;
+use crate::hub::{HubFetched, Invite, Listing};
 use crate::reconcile::{Finding, Kind, Outcome, Resolved};
 use crate::report::InputFile;
 use crate::scim::{Account, Completeness, Fetched};
@@ -99,6 +101,39 @@ CREATE TABLE deliveries (
     r#"
 ALTER TABLE snapshots ADD COLUMN pruned_at TEXT;
 ALTER TABLE runs ADD COLUMN pruned_at TEXT;
+"#,
+    // The Hub members and invites read with a snapshot, each listing with its own
+    // completeness.
+    r#"
+CREATE TABLE hub_listings (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    listing     TEXT NOT NULL CHECK (listing IN ('members', 'invites')),
+    source_url  TEXT NOT NULL,
+    org         TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('complete', 'incomplete')),
+    reason      TEXT,
+    count       INTEGER,
+    pages       INTEGER NOT NULL,
+    items       INTEGER NOT NULL,
+    PRIMARY KEY (snapshot_id, listing)
+);
+CREATE TABLE hub_members (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    username    TEXT,
+    email       TEXT,
+    member_json TEXT NOT NULL,
+    raw_json    TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, position)
+);
+CREATE TABLE hub_invites (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    invitee     TEXT,
+    invite_json TEXT NOT NULL,
+    raw_json    TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, position)
+);
 "#,
 ];
 
@@ -541,6 +576,20 @@ impl Store {
         taken_at: DateTime<Utc>,
         fetched: &Fetched,
     ) -> Result<i64> {
+        self.save_snapshot_with_hub(run_id, source_url, taken_at, fetched, None)
+    }
+
+    /// Stores a snapshot and, when the Hub API was read, its members and invites with
+    /// their completeness, all in one transaction.
+    #[instrument(skip_all, fields(run_id))]
+    pub fn save_snapshot_with_hub(
+        &mut self,
+        run_id: i64,
+        source_url: &str,
+        taken_at: DateTime<Utc>,
+        fetched: &Fetched,
+        hub: Option<&HubFetched>,
+    ) -> Result<i64> {
         let path = self.path.clone();
         let err = |cause| StoreError::Sqlite {
             path: path.clone(),
@@ -596,6 +645,9 @@ impl Store {
                     .map_err(err)?;
             }
         }
+        if let Some(hub) = hub {
+            save_hub(&tx, snapshot_id, hub).map_err(err)?;
+        }
         tx.execute(
             "UPDATE runs SET snapshot_id = ?2, stage = 'snapshot' WHERE id = ?1",
             params![run_id, snapshot_id],
@@ -603,6 +655,93 @@ impl Store {
         .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(snapshot_id)
+    }
+
+    /// The Hub members and invites stored with a snapshot; `None` when the Hub API was not
+    /// read for it.
+    #[instrument(skip_all, fields(snapshot_id))]
+    pub fn hub(&self, snapshot_id: i64) -> Result<Option<HubSnapshot>> {
+        let mut listings = self
+            .conn
+            .prepare(
+                "SELECT listing, source_url, org, status, reason, count, pages FROM hub_listings \
+                 WHERE snapshot_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = listings
+            .query_map(params![snapshot_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut snapshot = HubSnapshot {
+            url: rows[0].1.clone(),
+            org: rows[0].2.clone(),
+            members: Listing::empty(),
+            invites: Listing::empty(),
+        };
+        for (listing, _, _, status, reason, count, pages) in rows {
+            let completeness = if status == "complete" {
+                Completeness::Complete
+            } else {
+                Completeness::Incomplete {
+                    reason: reason.unwrap_or_else(|| "no reason recorded".into()),
+                }
+            };
+            let count = count.map(|c| c as u64);
+            let pages = pages as u32;
+            if listing == "members" {
+                let items: Vec<Member> = self.hub_items(
+                    "SELECT member_json, raw_json FROM hub_members WHERE snapshot_id = ?1 \
+                     ORDER BY position",
+                    snapshot_id,
+                )?;
+                snapshot.members = Listing::stored(items, count, pages, completeness);
+            } else {
+                let items: Vec<Invite> = self.hub_items(
+                    "SELECT invite_json, raw_json FROM hub_invites WHERE snapshot_id = ?1 \
+                     ORDER BY position",
+                    snapshot_id,
+                )?;
+                snapshot.invites = Listing::stored(items, count, pages, completeness);
+            }
+        }
+        Ok(Some(snapshot))
+    }
+
+    fn hub_items<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        snapshot_id: i64,
+    ) -> Result<Vec<T>> {
+        let mut statement = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let texts = statement
+            .query_map(params![snapshot_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        texts
+            .iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| {
+                    self.corrupt(format!(
+                        "a Hub item of snapshot {snapshot_id} does not read: {e}"
+                    ))
+                })
+            })
+            .collect()
     }
 
     pub fn snapshot(&self, id: i64) -> Result<Option<SnapshotRow>> {
@@ -1177,11 +1316,13 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
             if let Some(snapshot_id) = run.snapshot_id {
-                tx.execute(
-                    "DELETE FROM accounts WHERE snapshot_id = ?1",
-                    params![snapshot_id],
-                )
-                .map_err(err)?;
+                for table in ["accounts", "hub_members", "hub_invites"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE snapshot_id = ?1"),
+                        params![snapshot_id],
+                    )
+                    .map_err(err)?;
+                }
                 tx.execute(
                     "UPDATE snapshots SET pruned_at = ?2 WHERE id = ?1",
                     params![snapshot_id, stamp],
@@ -1389,6 +1530,83 @@ impl Store {
     }
 }
 
+/// The Hub members and invites stored with a snapshot.
+#[derive(Debug, Clone)]
+pub struct HubSnapshot {
+    pub url: String,
+    pub org: String,
+    pub members: Listing<Member>,
+    pub invites: Listing<Invite>,
+}
+
+fn save_hub(
+    tx: &rusqlite::Transaction<'_>,
+    snapshot_id: i64,
+    hub: &HubFetched,
+) -> rusqlite::Result<()> {
+    let status = |c: &Completeness| {
+        if c.is_complete() {
+            "complete"
+        } else {
+            "incomplete"
+        }
+    };
+    let mut listing = tx.prepare(
+        "INSERT INTO hub_listings (snapshot_id, listing, source_url, org, status, reason, \
+         count, pages, items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    listing.execute(params![
+        snapshot_id,
+        "members",
+        hub.url,
+        hub.org,
+        status(&hub.members.completeness),
+        hub.members.completeness.reason(),
+        hub.members.count.map(|c| c as i64),
+        hub.members.pages,
+        hub.members.items.len() as i64,
+    ])?;
+    listing.execute(params![
+        snapshot_id,
+        "invites",
+        hub.url,
+        hub.org,
+        status(&hub.invites.completeness),
+        hub.invites.completeness.reason(),
+        hub.invites.count.map(|c| c as i64),
+        hub.invites.pages,
+        hub.invites.items.len() as i64,
+    ])?;
+    let mut member = tx.prepare(
+        "INSERT INTO hub_members (snapshot_id, position, username, email, member_json, \
+         raw_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (i, (m, raw)) in hub.members.items.iter().enumerate() {
+        member.execute(params![
+            snapshot_id,
+            i as i64 + 1,
+            m.username,
+            m.email,
+            serde_json::to_string(m).unwrap_or_default(),
+            raw,
+        ])?;
+    }
+    let mut invite = tx.prepare(
+        "INSERT INTO hub_invites (snapshot_id, position, invitee, invite_json, raw_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, (v, raw)) in hub.invites.items.iter().enumerate() {
+        invite.execute(params![
+            snapshot_id,
+            i as i64 + 1,
+            v.invitee,
+            serde_json::to_string(v).unwrap_or_default(),
+            raw,
+        ])?;
+    }
+    Ok(())
+}
+
 fn snapshot_from_row(
     r: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<std::result::Result<SnapshotRow, String>> {
@@ -1505,6 +1723,105 @@ mod tests {
         assert_eq!(store.run(run).unwrap().unwrap().snapshot_id, Some(id));
     }
 
+    fn hub_fetched(members: Completeness, invites: Completeness) -> crate::hub::HubFetched {
+        let member = |name: &str| {
+            let raw = serde_json::json!({"username": name, "email": format!("{name}@x.example"),
+                "last_logged_in_at": "2026-11-01T00:00:00Z"});
+            let parsed = crate::hub::parse_member(raw.as_object().unwrap(), 1).unwrap();
+            (parsed, raw.to_string())
+        };
+        let raw = serde_json::json!({"id": "i1", "invitee": "new@x.example",
+            "created_at": "2025-11-30T00:00:00Z"});
+        let invite = crate::hub::parse_invite(raw.as_object().unwrap(), 1).unwrap();
+        crate::hub::HubFetched {
+            url: "http://127.0.0.1:1".into(),
+            org: "acme".into(),
+            members: Listing {
+                items: vec![member("b"), member("a")],
+                count: Some(2),
+                pages: 1,
+                completeness: members,
+            },
+            invites: Listing {
+                items: vec![(invite, raw.to_string())],
+                count: None,
+                pages: 1,
+                completeness: invites,
+            },
+        }
+    }
+
+    #[test]
+    fn hub_members_and_invites_are_stored_with_the_snapshot_each_with_its_completeness() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        let without = store
+            .save_snapshot(
+                run,
+                "x",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+            )
+            .unwrap();
+        assert!(
+            store.hub(without).unwrap().is_none(),
+            "not read, not stored"
+        );
+
+        let run = store.begin_run("run", None).unwrap();
+        let gap = Completeness::Incomplete {
+            reason: "page 2 failed".into(),
+        };
+        let id = store
+            .save_snapshot_with_hub(
+                run,
+                "x",
+                Utc::now(),
+                &fetched(&["a"], Completeness::Complete),
+                Some(&hub_fetched(Completeness::Complete, gap.clone())),
+            )
+            .unwrap();
+        let hub = store.hub(id).unwrap().unwrap();
+        assert_eq!(hub.org, "acme");
+        assert!(hub.members.completeness.is_complete());
+        assert_eq!(hub.members.count, Some(2));
+        let names: Vec<_> = hub
+            .members
+            .values()
+            .iter()
+            .map(|m| m.username.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["b", "a"], "in the order the API listed them");
+        assert_eq!(hub.invites.completeness, gap);
+        assert_eq!(hub.invites.items.len(), 1);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM hub_members WHERE raw_json LIKE '%username%'"
+            ),
+            2,
+            "the members as received are kept"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_whose_hub_rows_cannot_be_written_leaves_nothing_behind() {
+        let mut store = Store::open_in_memory().unwrap();
+        let run = store.begin_run("run", None).unwrap();
+        store.conn.execute_batch("DROP TABLE hub_invites").unwrap();
+        let saved = store.save_snapshot_with_hub(
+            run,
+            "x",
+            Utc::now(),
+            &fetched(&["a"], Completeness::Complete),
+            Some(&hub_fetched(Completeness::Complete, Completeness::Complete)),
+        );
+        assert!(saved.is_err());
+        assert_eq!(count(&store, "SELECT count(*) FROM snapshots"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM accounts"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM hub_members"), 0);
+    }
+
     #[test]
     fn the_previous_complete_snapshot_skips_incomplete_ones() {
         let mut store = Store::open_in_memory().unwrap();
@@ -1566,6 +1883,8 @@ mod tests {
             previous_snapshot: None,
             people: &[],
             members: None,
+            invites: None,
+            unavailable: Vec::new(),
             review: &crate::config::ReviewConfig::default(),
             exceptions: None,
             as_of,

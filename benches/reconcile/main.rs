@@ -47,6 +47,8 @@ fn measure(size: &str) {
         previous_snapshot: Some("the previous synthetic snapshot".into()),
         people: &org.people,
         members: Some(&org.members),
+        invites: None,
+        unavailable: Vec::new(),
         review: &review,
         exceptions: None,
         as_of: synthetic::as_of(),

@@ -247,6 +247,9 @@ pub fn organization(accounts: usize) -> Organization {
                 date_joined: account.created,
                 last_logged_in: seen,
                 last_seen: Seen::Unknown,
+                desktop_version: None,
+                source: Default::default(),
+                activity_source: Default::default(),
             });
         }
         out_accounts.push(account);
@@ -278,6 +281,9 @@ pub fn organization(accounts: usize) -> Organization {
             date_joined: Some(at(700)),
             last_logged_in: Seen::At(at(3)),
             last_seen: Seen::Unknown,
+            desktop_version: None,
+            source: Default::default(),
+            activity_source: Default::default(),
         });
     }
 

@@ -31,16 +31,27 @@ async fn the_demo_finds_exactly_what_its_fixtures_were_built_to_hold() {
     for (kind, count) in expected["findings"].as_object().unwrap() {
         assert_eq!(&summary["findings"][kind], count, "count of {kind}");
     }
-    assert_eq!(summary["findings"]["identifier_changed"], 0);
+    assert_eq!(summary["findings"]["identifier_changed"], 1);
     assert_eq!(
-        summary["findings"]["pending_invite"],
-        Value::Null,
-        "no invite data in the demo"
+        summary["not_evaluated"],
+        serde_json::json!({}),
+        "every kind is evaluated"
+    );
+    // Members plus invites hold seats.
+    assert_eq!(
+        summary["seats"]["in_use"].as_u64(),
+        Some(expected["activity_rows"].as_u64().unwrap() + expected["invites"].as_u64().unwrap())
     );
 
     // Not just the counts: the very accounts the fixtures hold.
     let rows = findings_csv(&dirs[0].join("findings.csv"));
-    for kind in ["terminated_active", "shadow", "idle_seat", "privileged"] {
+    for kind in [
+        "terminated_active",
+        "shadow",
+        "idle_seat",
+        "privileged",
+        "identifier_changed",
+    ] {
         let want: BTreeSet<String> = expected["details"][kind]
             .as_array()
             .unwrap()
@@ -53,6 +64,24 @@ async fn the_demo_finds_exactly_what_its_fixtures_were_built_to_hold() {
             .map(|(_, id)| id.clone())
             .collect();
         assert_eq!(got, want, "accounts of {kind}");
+    }
+
+    // The invites and the Hub-only members, by their keys.
+    let keys = finding_keys(&dirs[0].join("findings.csv"));
+    for invite in expected["details"]["pending_invite"].as_array().unwrap() {
+        let key = format!("pending_invite:{}", invite["id"].as_str().unwrap());
+        assert!(keys.contains(&key), "{key} in {keys:?}");
+    }
+    for id in expected["no_finding"]["invite_within_invite_days"]
+        .as_array()
+        .unwrap()
+    {
+        let key = format!("pending_invite:{}", id.as_str().unwrap());
+        assert!(!keys.contains(&key), "{key} is not pending yet");
+    }
+    for member in expected["details"]["not_provisioned"].as_array().unwrap() {
+        let key = format!("not_provisioned:{}", member["docker_id"].as_str().unwrap());
+        assert!(keys.contains(&key), "{key} in {keys:?}");
     }
 
     for file in [
@@ -115,4 +144,19 @@ async fn a_closed_stdout_or_stderr_never_turns_into_a_panic() {
         .await
         .unwrap();
     assert_eq!(missing.code(), Some(2), "a usage error stays exit 2");
+}
+
+/// The `key` column of a findings CSV.
+fn finding_keys(path: &std::path::Path) -> BTreeSet<String> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "key")
+        .unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap()[column].to_owned())
+        .collect()
 }

@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod doctor;
 mod history;
+mod hub;
 mod idp;
 mod mail;
 mod pipeline;
