@@ -74,18 +74,29 @@ impl Check {
 
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Continuation lines of a detail are indented under it, so each check starts a line.
+        let detail = self.detail.replace('\n', &format!("\n{:18}", ""));
         write!(
             f,
-            "{:<4}  {:<8}  {}",
+            "{:<4}  {:<10}  {}",
             self.status.as_str(),
             self.name,
-            self.detail
+            detail
         )
     }
 }
 
 /// The names of every check, in order.
-pub const CHECKS: [&str; 7] = ["config", "store", "scim", "hub", "smtp", "idp", "activity"];
+pub const CHECKS: [&str; 8] = [
+    "config",
+    "store",
+    "scim",
+    "hub",
+    "smtp",
+    "idp",
+    "activity",
+    "exceptions",
+];
 
 /// The lines for a configuration that did not load: the failure, then every other check
 /// skipped.
@@ -114,6 +125,7 @@ pub async fn run(file: Option<&Path>, config: &Config, secrets: &Secrets) -> Vec
     checks.push(smtp(config, secrets).await);
     checks.push(idp(config));
     checks.push(activity(config));
+    checks.push(exceptions(config));
     checks
 }
 
@@ -400,6 +412,26 @@ fn activity(config: &Config) -> Check {
             ),
         ),
         Err(e) => Check::fail("activity", http::error_chain(&e)),
+    }
+}
+
+fn exceptions(config: &Config) -> Check {
+    let Some(path) = &config.review.exceptions else {
+        return Check::skip(
+            "exceptions",
+            "no `review.exceptions`: every finding counts as open",
+        );
+    };
+    match crate::exceptions::read(path) {
+        Ok(file) => Check::ok(
+            "exceptions",
+            format!(
+                "`{}` reads: {} exceptions",
+                path.display(),
+                file.exceptions.len()
+            ),
+        ),
+        Err(e) => Check::fail("exceptions", http::error_chain(&e)),
     }
 }
 

@@ -101,6 +101,7 @@ fn files(dir: &Path) -> Vec<String> {
 fn statuses(stdout: &str) -> Vec<(String, String)> {
     stdout
         .lines()
+        .filter(|l| !l.starts_with(' '))
         .map(|l| {
             let mut words = l.split_whitespace();
             (
@@ -154,13 +155,14 @@ async fn doctor_passes_a_good_setup_with_one_line_per_check_and_changes_nothing(
             ("ok", "smtp"),
             ("ok", "idp"),
             ("skip", "activity"),
+            ("skip", "exceptions"),
         ]
         .map(|(a, b)| (a.to_owned(), b.to_owned())),
         "{stdout}"
     );
     assert!(stdout.contains("reports 450 users"), "{stdout}");
     assert!(stdout.contains("authenticated with PLAIN"), "{stdout}");
-    assert!(stdout.contains("hub       not configured"), "{stdout}");
+    assert!(stdout.contains("hub         not configured"), "{stdout}");
 
     // It asked for the ServiceProviderConfig, then one user, and nothing else.
     let paths: Vec<String> = server
@@ -216,11 +218,22 @@ async fn doctor_names_each_broken_part_exits_non_zero_and_never_prints_a_secret(
     .unwrap();
     let port = start_relay().await;
     let tmp = tempfile::tempdir().unwrap();
+    // An exceptions file `run` would refuse: doctor says so too.
+    let exceptions = tmp.path().join("exceptions.toml");
+    std::fs::write(
+        &exceptions,
+        "[[exception]]\nkind = \"nope\"\naccount = \"a\"\nowner = \"x\"\nreason = \"y\"\nexpires = \"2027-01-01\"\n",
+    )
+    .unwrap();
     let config = write_config(
         tmp.path(),
         &server.base_url(),
         &tmp.path().join("missing-okta.csv"),
-        &mail_section(port),
+        &format!(
+            "{}\n[review]\nexceptions = \"{}\"\n",
+            mail_section(port),
+            exceptions.display()
+        ),
     );
 
     let out = hubreview(
@@ -235,13 +248,14 @@ async fn doctor_names_each_broken_part_exits_non_zero_and_never_prints_a_secret(
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{stdout}");
     let lines = statuses(&stdout);
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 8, "{stdout}");
     for (status, name) in [
         ("ok", "config"),
         ("ok", "store"),
         ("FAIL", "scim"),
         ("FAIL", "smtp"),
         ("FAIL", "idp"),
+        ("FAIL", "exceptions"),
     ] {
         assert!(
             lines.contains(&(status.to_owned(), name.to_owned())),
