@@ -816,8 +816,13 @@ struct Summary<'a> {
     accepted: ByKind<usize>,
     /// Findings whose exception has expired; they count as open.
     expired_exceptions: usize,
-    /// Findings open in an earlier run that this run found resolved.
+    /// Findings open in an earlier run that this run found resolved: the account was
+    /// removed, deactivated or fixed.
     resolved: usize,
+    /// Leavers' findings closed only because the IdP record changed (the person is gone
+    /// from the export, or active again) while the Docker account stayed active: no
+    /// access was removed, so they are not counted as resolved.
+    closed_by_idp_change: usize,
     accepted_drops: &'a [String],
     version: &'a str,
 }
@@ -856,7 +861,18 @@ impl<'a> Summary<'a> {
                     .filter(|f| f.exception.as_ref().is_some_and(|e| e.expired))
                     .count()
             }),
-            resolved: input.outcome().map_or(0, |o| o.resolved.len()),
+            resolved: input.outcome().map_or(0, |o| {
+                o.resolved
+                    .iter()
+                    .filter(|r| r.account_now.as_deref() != Some("active"))
+                    .count()
+            }),
+            closed_by_idp_change: input.outcome().map_or(0, |o| {
+                o.resolved
+                    .iter()
+                    .filter(|r| r.account_now.as_deref() == Some("active"))
+                    .count()
+            }),
             accepted_drops: &input.accepted_drops,
             version: &input.version,
         }
@@ -2383,6 +2399,35 @@ pub(crate) mod tests {
         assert_eq!(leavers.into_records().count(), 2);
         assert!(written.file("idle_seat.csv").is_none());
         assert!(written.file("terminated_active.csv").is_some());
+    }
+
+    // Regression: a leaver who vanished from the IdP export while the Docker account stayed
+    // active was counted under `resolved`, which reads as access removed.
+    #[test]
+    fn a_leaver_closed_by_an_idp_change_is_not_counted_as_resolved() {
+        let mut input = complete_input();
+        let resolved = |key: &str, now: &str| crate::reconcile::Resolved {
+            key: key.into(),
+            kind: Kind::TerminatedActive,
+            finding: None,
+            first_seen: None,
+            last_seen: None,
+            resolved_on: None,
+            days_open: None,
+            days_to_deprovision: None,
+            deprovision_counted_from: None,
+            account_now: Some(now.into()),
+        };
+        input.outcome.as_mut().unwrap().resolved = vec![
+            resolved("terminated_active:a", "deactivated"),
+            resolved("terminated_active:b", "active"),
+            resolved("terminated_active:c", "removed"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), &input, 500).unwrap();
+        let summary = read_json(&written.file("summary.json").unwrap().path);
+        assert_eq!(summary["resolved"], 2);
+        assert_eq!(summary["closed_by_idp_change"], 1);
     }
 
     #[test]
