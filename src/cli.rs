@@ -148,9 +148,9 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// How many runs to list
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// How many runs to list (1 to 100000)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]

@@ -928,6 +928,24 @@ fn set(
                 return;
             }
         },
+        // A TOML array (`["Left", "Gone"]`) as in the file, or comma-separated words.
+        KeyType::List if text.trim_start().starts_with('[') => {
+            match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+                Ok(mut t) => match t.remove("v") {
+                    Some(v @ toml::Value::Array(_)) => v,
+                    _ => {
+                        problems.push(format!("{source} = `{text}`: expected a list of strings"));
+                        return;
+                    }
+                },
+                Err(_) => {
+                    problems.push(format!(
+                        "{source} = `{text}`: not a TOML list; write `[\"a\", \"b\"]` or `a, b`"
+                    ));
+                    return;
+                }
+            }
+        }
         KeyType::List => toml::Value::Array(
             text.split(',')
                 .map(str::trim)
@@ -1157,6 +1175,25 @@ mod tests {
             assert!(text.contains(&format!("`{key}`")), "{key}: {text}");
         }
         assert_eq!(err.problems.len(), 6, "{text}");
+    }
+
+    // Regression: `--set 'idp.status_terminated=["left"]'` became the one status `["left"]`.
+    #[test]
+    fn a_list_from_a_flag_or_variable_may_be_written_as_a_toml_array() {
+        let (c, _) = Config::load(
+            None,
+            &env(&[("HUBREVIEW_IDP_FORMAT", "generic")]),
+            &[r#"idp.status_terminated=["Left", "Gone"]"#.into()],
+        )
+        .unwrap();
+        assert_eq!(
+            c.idp.status_terminated,
+            Some(vec!["Left".to_string(), "Gone".to_string()])
+        );
+        let err = Config::load(None, &[], &[r#"mail.to=["a@x.example""#.into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a TOML list"), "{err}");
     }
 
     #[test]

@@ -188,7 +188,7 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
         ),
         Command::Report(args) => job.report_only(args.run),
         Command::Send(args) => job.send_only(args.run, args.dry_run).await,
-        Command::History(args) => job.history(args.limit),
+        Command::History(args) => job.history(args.limit as usize),
         Command::Diff(args) => job.diff(args.from, args.to),
         Command::Verify(args) => {
             let verification =
@@ -440,8 +440,9 @@ impl Job {
                 && token.chars().any(|c| c.is_control())
             {
                 problems.push(
-                    "HUBREVIEW_SCIM_TOKEN holds a control character (a line break?); \
-                         set it to the token alone"
+                    "the SCIM token (HUBREVIEW_SCIM_TOKEN, or the file \
+                         HUBREVIEW_SCIM_TOKEN_FILE names) holds a control character (a line \
+                         break inside it?); set it to the token alone"
                         .to_owned(),
                 );
             }
@@ -457,8 +458,9 @@ impl Job {
                             .to_owned(),
                     ),
                     Some(token) if token.chars().any(|c| c.is_control()) => problems.push(
-                        "HUBREVIEW_HUB_TOKEN holds a control character (a line break?); set it \
-                         to the token alone"
+                        "the Hub token (HUBREVIEW_HUB_TOKEN, or the file \
+                         HUBREVIEW_HUB_TOKEN_FILE names) holds a control character (a line \
+                         break inside it?); set it to the token alone"
                             .to_owned(),
                     ),
                     Some(_) => {}
@@ -1224,6 +1226,13 @@ impl Job {
                     )
                 })?,
         };
+        if run.pruned {
+            return Err(Failure::usage(format!(
+                "run {} was pruned by retention (`store.keep_runs`, `store.keep_days`): its \
+                 report is gone, only its counts and manifest hash remain",
+                run.id
+            )));
+        }
         let Some(dir) = &run.report_dir else {
             return Err(Failure::usage(format!(
                 "run {} has no report yet: run `hubreview report --run {}` first",

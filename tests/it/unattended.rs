@@ -635,6 +635,14 @@ async fn retention_prunes_old_snapshots_and_report_directories_and_keeps_the_his
         "{}",
         text(&diff.stderr)
     );
+    // Regression: `send` on a pruned run said only "cannot read manifest.json".
+    let send = setup.run(&["send", "--run", "1", "--dry-run"]).await;
+    assert_eq!(send.status.code(), Some(2));
+    assert!(
+        text(&send.stderr).contains("pruned by retention"),
+        "{}",
+        text(&send.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
