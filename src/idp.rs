@@ -833,4 +833,32 @@ mod tests {
         .unwrap();
         assert!(export.people.iter().all(|p| !p.status_terminated));
     }
+
+    #[test]
+    fn a_blank_status_cell_is_an_error_naming_the_row_in_every_format() {
+        for format in ["okta", "entra", "google", "jumpcloud", "bamboohr"] {
+            for blank in ["", "  ", "\"\"", "\" \""] {
+                let text = status_export(format, blank);
+                let err = read_text(format, &text, &config(format))
+                    .map(|e| format!("read as {:?}", e.people))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("export.csv"), "{format} {blank:?}: {err}");
+                assert!(err.contains("row 2"), "{format} {blank:?}: {err}");
+                assert!(err.contains("is empty"), "{format} {blank:?}: {err}");
+            }
+        }
+        let generic = IdpConfig {
+            columns: Columns {
+                status: Some("status".into()),
+                ..Columns::default()
+            },
+            ..config("generic")
+        };
+        let err = read_text("generic", &status_export("generic", ""), &generic)
+            .map(|e| format!("read as {:?}", e.people))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 2") && err.contains("is empty"), "{err}");
+    }
 }
