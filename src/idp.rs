@@ -861,4 +861,24 @@ mod tests {
             .to_string();
         assert!(err.contains("row 2") && err.contains("is empty"), "{err}");
     }
+
+    #[test]
+    fn a_repeated_or_case_colliding_status_header_is_refused_as_ambiguous() {
+        for header in ["Primary Email,Status,Status", "Primary Email,status,Status"] {
+            let text = format!("{header}\na@x.example,ACTIVE,DEPROVISIONED\n");
+            let err = read_text("okta", &text, &config("okta"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("export.csv"), "{header}: {err}");
+            assert!(err.contains("ambiguous"), "{header}: {err}");
+            assert!(err.contains("Status`"), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_header_the_format_does_not_read_is_no_obstacle() {
+        let text = "Primary Email,Status,Note,note\na@x.example,ACTIVE,x,y\n";
+        let export = read_text("okta", text, &config("okta")).unwrap();
+        assert_eq!(export.rows, 1);
+    }
 }

@@ -140,6 +140,34 @@ impl<'a> Table<'a> {
         })
     }
 
+    /// Refuses a column the format reads when another header has the same name (compared
+    /// by [`header_key`], so `status` and `Status` collide): which of them holds the value
+    /// cannot be told, and taking the first would be a guess.
+    pub fn refuse_ambiguous(&self, wanted: &[Option<usize>]) -> Result<(), IdpError> {
+        for &index in wanted.iter().flatten() {
+            let key = header_key(&self.headers[index]);
+            let same: Vec<String> = self
+                .headers
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| header_key(h) == key)
+                .map(|(at, h)| format!("`{h}` (column {})", at + 1))
+                .collect();
+            if same.len() > 1 {
+                return Err(IdpError::Parse {
+                    path: self.path.into(),
+                    what: format!(
+                        "header `{}` is ambiguous: {} name the same column; rename or remove \
+                         all but one, so that the export says which one to read",
+                        self.headers[index],
+                        same.join(" and ")
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The headers as a reader would list them: `` `a`, `b` ``.
     pub fn found(&self) -> String {
         self.headers
