@@ -881,4 +881,36 @@ mod tests {
         let export = read_text("okta", text, &config("okta")).unwrap();
         assert_eq!(export.rows, 1);
     }
+
+    #[test]
+    fn trailing_blank_lines_are_ignored_and_the_count_is_right() {
+        for tail in ["\n", "\n\n", "\r\n\r\n", "\n  \n"] {
+            let text = format!("Primary Email,Status\na@x.example,ACTIVE{tail}");
+            let export = read_text("okta", &text, &config("okta"))
+                .unwrap_or_else(|e| panic!("{tail:?}: {e}"));
+            assert_eq!(export.rows, 1, "{tail:?}");
+        }
+        let text = "Primary Email,Status\na@x.example,ACTIVE\nb@x.example,SUSPENDED\n\n";
+        let export = read_text("okta", text, &config("okta")).unwrap();
+        assert_eq!(export.rows, 2);
+        assert!(person(&export, "b@x.example").status_terminated);
+        assert_eq!(person(&export, "b@x.example").row, 3);
+    }
+
+    #[test]
+    fn a_blank_line_between_records_is_refused_naming_its_row() {
+        let text = "Primary Email,Status\na@x.example,ACTIVE\n\nb@x.example,SUSPENDED\n";
+        let err = read_text("okta", text, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("export.csv"), "{err}");
+        assert!(err.contains("row 3: the line is blank"), "{err}");
+        let crlf = text.replace('\n', "\r\n");
+        let err = read_text("okta", &crlf, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 3: the line is blank"), "{err}");
+        let quoted = "Primary Email,Status,Note\na@x.example,ACTIVE,\"two\n\nlines\"\n";
+        assert_eq!(read_text("okta", quoted, &config("okta")).unwrap().rows, 1);
+    }
 }
