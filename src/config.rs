@@ -544,6 +544,7 @@ impl Config {
                 self.scim.concurrency
             ));
         }
+        problems.extend(crate::http::userinfo_problem("scim.url", &self.scim.url));
         if self.scim.timeout_secs == 0 {
             problems.push("`scim.timeout_secs` must be at least 1".into());
         }

@@ -1320,3 +1320,90 @@ async fn tls_is_verified_and_a_private_ca_is_trusted_only_when_configured() {
     let fetched = fetch(&cfg).await;
     assert_complete(&fetched, 30);
 }
+
+// --- Hostile servers: answers the fake server cannot give -------------------------------
+
+/// What a scripted server answers: status, content type and body.
+type Answer = (u16, &'static str, Vec<u8>);
+
+/// A server on 127.0.0.1 that answers each request with `answer(path_and_query)` and
+/// records the paths it was asked for. Returns its SCIM base URL and the record.
+async fn scripted(
+    answer: impl Fn(&str) -> Answer + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (answer, record) = (std::sync::Arc::new(answer), asked.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (answer, record) = (answer.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                record.lock().unwrap().push(path.clone());
+                let (status, content_type, body) = answer(&path);
+                let mut response = format!(
+                    "HTTP/1.1 {status} Scripted\r\ncontent-type: {content_type}\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                response.extend_from_slice(&body);
+                let _ = socket.write_all(&response).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}{}", demo::BASE_PATH), asked)
+}
+
+const NOT_FOUND: fn() -> Answer = || (404, "application/scim+json", b"{}".to_vec());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_url_with_a_user_and_password_is_refused_at_configuration() {
+    let (url, asked) = scripted(|_| NOT_FOUND()).await;
+    let with_userinfo = url.replace("http://", "http://reviewer:hunter2-secret@");
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("user0000@testorg.example".into(), "ACTIVE")]);
+    let config = write_config(tmp.path(), &with_userinfo, &okta, "");
+    for command in ["run", "doctor"] {
+        let out = hubreview(
+            tmp.path(),
+            &["--config", config.to_str().unwrap(), command],
+            &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+        )
+        .await;
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{command}: {all}");
+        assert!(all.contains("`scim.url`"), "{command}: {all}");
+        assert!(all.contains("user name or password"), "{command}: {all}");
+        assert!(!all.contains("hunter2"), "{command}: {all}");
+    }
+    assert!(asked.lock().unwrap().is_empty(), "nothing is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_u64_max_waits_only_the_configured_maximum() {
+    let server = serve(30, options()).await;
+    server.faults().rate_limit = Some(RateLimit {
+        hint: RetryHint::RetryAfterSeconds(u64::MAX),
+        times: 1,
+    });
+    let mut cfg = config(&server, 10);
+    cfg.retry_max_wait_secs = 1;
+    let started = Instant::now();
+    let fetched = fetch(&cfg).await;
+    assert_complete(&fetched, 30);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
