@@ -201,6 +201,8 @@ pub async fn fetch_all(cfg: &ScimConfig, token: &str, progress: bool) -> Result<
         settings,
         retries_used: AtomicU32::new(0),
         concurrency: AtomicUsize::new(cfg.concurrency.max(1) as usize),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(cfg.deadline_secs.max(1)),
+        deadline_secs: cfg.deadline_secs.max(1),
     });
 
     let provider = match pager.provider().await {
@@ -589,6 +591,9 @@ struct Pager {
     retries_used: AtomicU32,
     /// Pages in flight at most; halved after each 429, never below one.
     concurrency: AtomicUsize,
+    /// When the whole fetch must have ended (`scim.deadline_secs`).
+    deadline: tokio::time::Instant,
+    deadline_secs: u64,
 }
 
 /// How one attempt at a request ended.
@@ -719,7 +724,12 @@ impl Pager {
         read: impl Fn(&str, &str) -> Result<T, String>,
     ) -> Result<T, HttpError> {
         loop {
-            let wait = match self.send(url, what, &read).await {
+            let sent = tokio::time::timeout_at(self.deadline, self.send(url, what, &read));
+            let wait = match sent.await {
+                Err(_) => return Err(self.past_deadline(what)),
+                Ok(result) => result,
+            };
+            let wait = match wait {
                 Ok(value) => return Ok(value),
                 Err(Retry::Fatal(e)) => return Err(e),
                 Err(Retry::After(wait, why)) => (wait, why),
@@ -740,6 +750,9 @@ impl Pager {
                 });
             }
             let wait = wait.min(self.settings.max_wait);
+            if tokio::time::Instant::now() + wait >= self.deadline {
+                return Err(self.past_deadline(what));
+            }
             warn!(reason = %last, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
@@ -809,6 +822,18 @@ impl Pager {
             })
         })?;
         read(body, &content_type).map_err(|e| Retry::Backoff(self.clean(&e)))
+    }
+
+    /// The fetch ran out of `scim.deadline_secs`.
+    fn past_deadline(&self, what: &str) -> HttpError {
+        HttpError::Transport {
+            what: what.to_owned(),
+            cause: format!(
+                "the snapshot took longer than `scim.deadline_secs` ({} s) and was stopped; \
+                 raise it if the organization is this large or the server this slow",
+                self.deadline_secs
+            ),
+        }
     }
 
     /// Server-supplied text made safe for errors, logs, the store and reports.

@@ -1595,3 +1595,40 @@ async fn a_retry_after_of_u64_max_waits_only_the_configured_maximum() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(3), "{waited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_sends_new_users_without_end_is_stopped_by_the_deadline() {
+    // Every page brings users never seen before, under a totalResults no fetch reaches.
+    let (url, _) = scripted(|path| {
+        if path.contains("/Users") {
+            std::thread::sleep(Duration::from_millis(20));
+            let start = start_of(path);
+            let page: Vec<Value> = (start..start + 10)
+                .map(|i| {
+                    user(
+                        &format!("u{i}"),
+                        &format!("u{i}@testorg.example"),
+                        true,
+                        "member",
+                    )
+                })
+                .collect();
+            let body = serde_json::json!({"totalResults": 1_000_000_000_000u64, "Resources": page});
+            (200, "application/scim+json", body.to_string().into_bytes())
+        } else {
+            NOT_FOUND()
+        }
+    })
+    .await;
+    let mut cfg = scripted_config(&url, 10);
+    cfg.deadline_secs = 2;
+    let started = Instant::now();
+    let fetched = fetch(&cfg).await;
+    let reason = fetched.completeness.reason().expect("incomplete");
+    assert!(reason.contains("`scim.deadline_secs` (2 s)"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
