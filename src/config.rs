@@ -40,6 +40,8 @@ pub struct ScimConfig {
     pub retry_max_wait_secs: u64,
     /// How many times the fetch starts over when `totalResults` changes during it.
     pub max_restarts: u32,
+    /// The longest the whole fetch may take, in seconds, retries and restarts included.
+    pub deadline_secs: u64,
     /// A PEM file with a private CA to trust besides the built-in roots.
     pub ca_file: Option<PathBuf>,
 }
@@ -55,6 +57,7 @@ impl Default for ScimConfig {
             retry_base_ms: 500,
             retry_max_wait_secs: 60,
             max_restarts: 2,
+            deadline_secs: 3600,
             ca_file: None,
         }
     }
@@ -351,6 +354,7 @@ const KEYS: &[(&str, KeyType)] = &[
     ("scim.retry_base_ms", KeyType::Integer),
     ("scim.retry_max_wait_secs", KeyType::Integer),
     ("scim.max_restarts", KeyType::Integer),
+    ("scim.deadline_secs", KeyType::Integer),
     ("scim.ca_file", KeyType::Path),
     ("hub.url", KeyType::Text),
     ("hub.org", KeyType::Text),
@@ -587,6 +591,10 @@ impl Config {
                 "`scim.concurrency` = {}: must be 1 to 32",
                 self.scim.concurrency
             ));
+        }
+        problems.extend(crate::http::userinfo_problem("scim.url", &self.scim.url));
+        if self.scim.deadline_secs == 0 {
+            problems.push("`scim.deadline_secs` must be at least 1".into());
         }
         if self.scim.timeout_secs == 0 {
             problems.push("`scim.timeout_secs` must be at least 1".into());

@@ -20,7 +20,10 @@ pub enum HttpError {
     },
     #[error("{what}: {cause}")]
     Transport { what: String, cause: String },
-    #[error("{what}: gave up after {retries} retries (the run's retry budget); last error: {last}")]
+    #[error(
+        "{what}: gave up after {retries} {} (the run's retry budget); last error: {last}",
+        if *.retries == 1 { "retry" } else { "retries" }
+    )]
     RetriesExhausted {
         what: String,
         retries: u32,
@@ -92,8 +95,12 @@ fn read_ca_file(key: &str, path: &std::path::Path) -> Result<Vec<reqwest::Certif
     Ok(certificates)
 }
 
-/// Refuses a URL that is not https, unless it points at a loopback address.
+/// Refuses a URL that is not https, unless it points at a loopback address, and one that
+/// carries a user name or password.
 pub fn check_url(key: &str, raw: &str) -> Result<Url, String> {
+    if let Some(problem) = userinfo_problem(key, raw) {
+        return Err(problem);
+    }
     let url = Url::parse(raw.trim_end_matches('/'))
         .map_err(|e| format!("`{key}` = `{raw}` is not a URL: {e}"))?;
     match url.scheme() {
@@ -104,6 +111,61 @@ pub fn check_url(key: &str, raw: &str) -> Result<Url, String> {
         )),
         other => Err(format!("`{key}` = `{raw}` has scheme `{other}`; use https")),
     }
+}
+
+/// The problem with a URL that carries credentials (`https://user:pass@host/`): they would
+/// be sent and logged with it. The message names the key but never echoes the URL.
+pub fn userinfo_problem(key: &str, raw: &str) -> Option<String> {
+    let has_userinfo = match Url::parse(raw.trim()) {
+        Ok(url) => !url.username().is_empty() || url.password().is_some(),
+        // Unparsable: look for `@` in the authority, so the refusal does not echo it.
+        Err(_) => raw
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .is_some_and(|authority| authority.contains('@')),
+    };
+    has_userinfo.then(|| {
+        format!(
+            "`{key}` holds a user name or password (`user:password@` before the host); \
+             remove it: the URL is not echoed here, and the only credential sent is the \
+             token from the environment"
+        )
+    })
+}
+
+/// Server-supplied text made safe to put in an error, a log line, the store or a report:
+/// `secret` (the token) is replaced by `[redacted]`, and control characters (ANSI escapes,
+/// line breaks, bidirectional overrides) are written as `\u{..}` escapes, so that nothing a
+/// server sends can move a terminal's cursor or forge a log line.
+pub fn server_text(text: &str, secret: &str) -> String {
+    let redacted = redact(text, secret);
+    let mut out = String::with_capacity(redacted.len());
+    for c in redacted.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` with every occurrence of `secret` replaced by `[redacted]`.
+pub fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() || !text.contains(secret) {
+        text.to_owned()
+    } else {
+        text.replace(secret, "[redacted]")
+    }
+}
+
+/// Control characters and the invisible ones that reorder or hide text on a terminal.
+fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -252,6 +314,61 @@ mod tests {
         assert!(err.contains("plain http"), "{err}");
         assert!(check_url("scim.url", "ftp://x").is_err());
         assert!(check_url("scim.url", "not a url").is_err());
+    }
+
+    #[test]
+    fn a_url_with_a_user_name_or_password_is_refused_without_echoing_it() {
+        for raw in [
+            "https://user:hunter2-secret@hub.docker.com/v2/scim/2.0",
+            "https://hunter2-secret@hub.docker.com/v2/scim/2.0",
+            "http://user:hunter2-secret@127.0.0.1:8080/v2/scim/2.0",
+            "https://user:hunter2 secret@hub.docker.com/v2/scim/2.0",
+        ] {
+            let err = check_url("scim.url", raw).unwrap_err();
+            assert!(err.contains("`scim.url`"), "{err}");
+            assert!(err.contains("user name or password"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        assert!(userinfo_problem("scim.url", "https://hub.docker.com/v2/scim/2.0").is_none());
+        assert!(userinfo_problem("scim.url", "https://hub.docker.com/a@b").is_none());
+    }
+
+    #[test]
+    fn server_text_redacts_the_token_and_escapes_control_characters() {
+        let text = "token tok-123 is bad\x1b[2J\x1b[31mred\r\nFAKE LOG\u{202e}x\u{7}";
+        let safe = server_text(text, "tok-123");
+        assert_eq!(
+            safe,
+            "token [redacted] is bad\\u{1b}[2J\\u{1b}[31mred\\u{d}\\u{a}FAKE LOG\\u{202e}x\\u{7}"
+        );
+        assert_eq!(server_text("Müller ✓", "x-token"), "Müller ✓");
+        assert_eq!(server_text("nothing", ""), "nothing");
+    }
+
+    #[test]
+    fn one_retry_is_said_in_the_singular() {
+        let err = |retries| {
+            HttpError::RetriesExhausted {
+                what: "GET /Users".into(),
+                retries,
+                last: "HTTP 503".into(),
+            }
+            .to_string()
+        };
+        assert!(err(1).contains("after 1 retry ("), "{}", err(1));
+        assert!(err(2).contains("after 2 retries ("), "{}", err(2));
+        assert!(err(0).contains("after 0 retries ("), "{}", err(0));
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_read_whole_for_the_caller_to_clamp() {
+        let now = Utc::now();
+        let huge = headers("retry-after", &u64::MAX.to_string());
+        assert_eq!(retry_after(&huge, now), Some(Duration::from_secs(u64::MAX)));
+        let overflow = headers("retry-after", "99999999999999999999999999");
+        assert_eq!(retry_after(&overflow, now), None);
+        let far = headers("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT");
+        assert!(retry_after(&far, now).unwrap() > Duration::from_secs(3600));
     }
 
     #[test]

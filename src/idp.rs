@@ -833,4 +833,84 @@ mod tests {
         .unwrap();
         assert!(export.people.iter().all(|p| !p.status_terminated));
     }
+
+    #[test]
+    fn a_blank_status_cell_is_an_error_naming_the_row_in_every_format() {
+        for format in ["okta", "entra", "google", "jumpcloud", "bamboohr"] {
+            for blank in ["", "  ", "\"\"", "\" \""] {
+                let text = status_export(format, blank);
+                let err = read_text(format, &text, &config(format))
+                    .map(|e| format!("read as {:?}", e.people))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("export.csv"), "{format} {blank:?}: {err}");
+                assert!(err.contains("row 2"), "{format} {blank:?}: {err}");
+                assert!(err.contains("is empty"), "{format} {blank:?}: {err}");
+            }
+        }
+        let generic = IdpConfig {
+            columns: Columns {
+                status: Some("status".into()),
+                ..Columns::default()
+            },
+            ..config("generic")
+        };
+        let err = read_text("generic", &status_export("generic", ""), &generic)
+            .map(|e| format!("read as {:?}", e.people))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 2") && err.contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_or_case_colliding_status_header_is_refused_as_ambiguous() {
+        for header in ["Primary Email,Status,Status", "Primary Email,status,Status"] {
+            let text = format!("{header}\na@x.example,ACTIVE,DEPROVISIONED\n");
+            let err = read_text("okta", &text, &config("okta"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("export.csv"), "{header}: {err}");
+            assert!(err.contains("ambiguous"), "{header}: {err}");
+            assert!(err.contains("Status`"), "{header}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_header_the_format_does_not_read_is_no_obstacle() {
+        let text = "Primary Email,Status,Note,note\na@x.example,ACTIVE,x,y\n";
+        let export = read_text("okta", text, &config("okta")).unwrap();
+        assert_eq!(export.rows, 1);
+    }
+
+    #[test]
+    fn trailing_blank_lines_are_ignored_and_the_count_is_right() {
+        for tail in ["\n", "\n\n", "\r\n\r\n", "\n  \n"] {
+            let text = format!("Primary Email,Status\na@x.example,ACTIVE{tail}");
+            let export = read_text("okta", &text, &config("okta"))
+                .unwrap_or_else(|e| panic!("{tail:?}: {e}"));
+            assert_eq!(export.rows, 1, "{tail:?}");
+        }
+        let text = "Primary Email,Status\na@x.example,ACTIVE\nb@x.example,SUSPENDED\n\n";
+        let export = read_text("okta", text, &config("okta")).unwrap();
+        assert_eq!(export.rows, 2);
+        assert!(person(&export, "b@x.example").status_terminated);
+        assert_eq!(person(&export, "b@x.example").row, 3);
+    }
+
+    #[test]
+    fn a_blank_line_between_records_is_refused_naming_its_row() {
+        let text = "Primary Email,Status\na@x.example,ACTIVE\n\nb@x.example,SUSPENDED\n";
+        let err = read_text("okta", text, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("export.csv"), "{err}");
+        assert!(err.contains("row 3: the line is blank"), "{err}");
+        let crlf = text.replace('\n', "\r\n");
+        let err = read_text("okta", &crlf, &config("okta"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 3: the line is blank"), "{err}");
+        let quoted = "Primary Email,Status,Note\na@x.example,ACTIVE,\"two\n\nlines\"\n";
+        assert_eq!(read_text("okta", quoted, &config("okta")).unwrap().rows, 1);
+    }
 }

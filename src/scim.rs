@@ -201,6 +201,8 @@ pub async fn fetch_all(cfg: &ScimConfig, token: &str, progress: bool) -> Result<
         settings,
         retries_used: AtomicU32::new(0),
         concurrency: AtomicUsize::new(cfg.concurrency.max(1) as usize),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(cfg.deadline_secs.max(1)),
+        deadline_secs: cfg.deadline_secs.max(1),
     });
 
     let provider = match pager.provider().await {
@@ -317,6 +319,10 @@ struct Collected {
 
 impl Collected {
     /// Adds one page, in order. Returns how many resources it held.
+    ///
+    /// A page that holds users but not one that earlier pages did not already bring is a
+    /// server that ignores `startIndex` (or serves a page again): paging on would never
+    /// end, so the fetch stops there, incomplete.
     fn absorb(&mut self, start: u64, page: Page) -> Result<u64, Stop> {
         self.pages += 1;
         match (self.total, page.total_results) {
@@ -332,24 +338,40 @@ impl Collected {
             _ => {}
         }
         let received = page.accounts.len() as u64;
+        let mut new = 0u64;
         for (account, raw) in page.accounts {
             match self.index_of.get(&account.id) {
                 Some(&i) if self.accounts[i].0 != account => {
                     return Err(Stop::Failed(format!(
-                        "user id {} came back with different content on two pages (the \
-                         second time at startIndex {start})",
+                        "user id `{}` was served twice with different content (the second \
+                         time on the page at startIndex {start}); ids are compared without \
+                         surrounding spaces, so `1` and `1 ` are the same id",
                         account.id
                     )));
                 }
-                Some(_) => debug!(id = %account.id, "same user served twice; kept once"),
+                Some(_) => warn!(
+                    id = %account.id,
+                    start,
+                    "the same user was served twice; counted once"
+                ),
                 None => {
                     self.index_of
                         .insert(account.id.clone(), self.accounts.len());
                     self.accounts.push((account, raw));
+                    new += 1;
                 }
             }
         }
         self.received += received;
+        if received > 0 && new == 0 {
+            return Err(Stop::Failed(format!(
+                "page at startIndex {start} brought no new user: its {received} users all \
+                 came on earlier pages, so the server ignores startIndex or serves a page \
+                 again; stopped after {} of {} users rather than page on without end",
+                self.accounts.len(),
+                self.total()
+            )));
+        }
         Ok(received)
     }
 
@@ -419,19 +441,34 @@ async fn page_all(
         return Err(empty_page(1, got));
     }
 
-    let offsets: Vec<u64> = (1..)
-        .map(|k| 1 + k * first_size)
-        .take_while(|start| *start <= total)
-        .collect();
-    let resume_at = if pager.concurrency() > 1 && offsets.len() > 1 {
-        concurrent(pager, plan, bar, got, &offsets, first_size).await?
+    // The pages after the first, planned from its size; computed, never listed, so a huge
+    // `totalResults` costs no memory.
+    let offsets = Offsets {
+        first_size,
+        len: (total - 1) / first_size,
+    };
+    let resume_at = if pager.concurrency() > 1 && offsets.len > 1 {
+        concurrent(pager, plan, bar, got, offsets, first_size).await?
     } else {
-        offsets.first().copied()
+        (offsets.len > 0).then(|| offsets.at(0))
     };
     if let Some(start) = resume_at {
         sequential(pager, plan, bar, got, start).await?;
     }
     Ok(())
+}
+
+/// The `startIndex` of the planned pages after the first: `1 + k × first_size`.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    first_size: u64,
+    len: u64,
+}
+
+impl Offsets {
+    fn at(&self, index: u64) -> u64 {
+        1 + (index + 1) * self.first_size
+    }
 }
 
 /// Fetches the planned pages a few at a time and adds them in order. Returns where to go
@@ -441,18 +478,18 @@ async fn concurrent(
     plan: Plan,
     bar: &indicatif::ProgressBar,
     got: &mut Collected,
-    offsets: &[u64],
+    offsets: Offsets,
     first_size: u64,
 ) -> Result<Option<u64>, Stop> {
     let total = got.total();
     let count = u32::try_from(first_size).unwrap_or(MAX_PAGE);
     let mut tasks = JoinSet::new();
-    let mut arrived: BTreeMap<usize, Result<Page, String>> = BTreeMap::new();
-    let (mut launched, mut absorbed, mut in_flight) = (0, 0, 0);
+    let mut arrived: BTreeMap<u64, Result<Page, String>> = BTreeMap::new();
+    let (mut launched, mut absorbed, mut in_flight) = (0u64, 0u64, 0usize);
 
     let resume_at = loop {
-        while launched < offsets.len() && in_flight < pager.concurrency() {
-            let (pager, index, start) = (pager.clone(), launched, offsets[launched]);
+        while launched < offsets.len && in_flight < pager.concurrency() {
+            let (pager, index, start) = (pager.clone(), launched, offsets.at(launched));
             tasks.spawn(async move { (index, pager.page(start, count, plan.sort).await) });
             launched += 1;
             in_flight += 1;
@@ -460,7 +497,7 @@ async fn concurrent(
 
         let mut gap = None;
         while let Some(result) = arrived.remove(&absorbed) {
-            let start = offsets[absorbed];
+            let start = offsets.at(absorbed);
             let received = got.absorb(start, result.map_err(Stop::Failed)?)?;
             bar.set_position(got.accounts.len() as u64);
             absorbed += 1;
@@ -474,7 +511,7 @@ async fn concurrent(
                 break;
             }
         }
-        if gap.is_some() || absorbed == offsets.len() {
+        if gap.is_some() || absorbed == offsets.len {
             break gap.filter(|_| got.received < total);
         }
 
@@ -554,6 +591,9 @@ struct Pager {
     retries_used: AtomicU32,
     /// Pages in flight at most; halved after each 429, never below one.
     concurrency: AtomicUsize,
+    /// When the whole fetch must have ended (`scim.deadline_secs`).
+    deadline: tokio::time::Instant,
+    deadline_secs: u64,
 }
 
 /// How one attempt at a request ended.
@@ -653,8 +693,12 @@ impl Pager {
             .get(&url, &what, parse_page)
             .await
             .map_err(|e| failed(&e))?;
+        let total_results = resources
+            .total_results
+            .map_err(|e| format!("page at startIndex {start}: {}", self.clean(&e)))?;
         let mut accounts = Vec::with_capacity(resources.resources.len());
-        for (i, resource) in resources.resources.into_iter().enumerate() {
+        for (i, mut resource) in resources.resources.into_iter().enumerate() {
+            redact_value(&mut resource, &self.token);
             let account = parse_account(&resource).map_err(|e| {
                 format!(
                     "page at startIndex {start}: resource {} (user {}): {e}",
@@ -665,7 +709,7 @@ impl Pager {
             accounts.push((account, resource.to_string()));
         }
         Ok(Page {
-            total_results: resources.total_results,
+            total_results,
             accounts,
         })
     }
@@ -680,7 +724,12 @@ impl Pager {
         read: impl Fn(&str, &str) -> Result<T, String>,
     ) -> Result<T, HttpError> {
         loop {
-            let wait = match self.send(url, what, &read).await {
+            let sent = tokio::time::timeout_at(self.deadline, self.send(url, what, &read));
+            let wait = match sent.await {
+                Err(_) => return Err(self.past_deadline(what)),
+                Ok(result) => result,
+            };
+            let wait = match wait {
                 Ok(value) => return Ok(value),
                 Err(Retry::Fatal(e)) => return Err(e),
                 Err(Retry::After(wait, why)) => (wait, why),
@@ -701,6 +750,9 @@ impl Pager {
                 });
             }
             let wait = wait.min(self.settings.max_wait);
+            if tokio::time::Instant::now() + wait >= self.deadline {
+                return Err(self.past_deadline(what));
+            }
             warn!(reason = %last, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
@@ -719,7 +771,7 @@ impl Pager {
             .header("accept", "application/scim+json, application/json")
             .send()
             .await
-            .map_err(|e| Retry::Backoff(transport_cause(e)))?;
+            .map_err(|e| Retry::Backoff(self.clean(&transport_cause(e))))?;
 
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -736,30 +788,57 @@ impl Pager {
         let content_type = response
             .headers()
             .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let body = response
-            .text()
+            .map(|v| self.clean(&String::from_utf8_lossy(v.as_bytes())))
+            .unwrap_or_default();
+        let bytes = response
+            .bytes()
             .await
-            .map_err(|e| Retry::Backoff(transport_cause(e)))?;
+            .map_err(|e| Retry::Backoff(self.clean(&transport_cause(e))))?;
 
         if http::is_retryable(status) {
             return Err(Retry::Backoff(format!(
                 "HTTP {}{}",
                 status.as_u16(),
-                scim_error_detail(&body)
+                scim_error_detail(&String::from_utf8_lossy(&bytes), &self.token)
             )));
         }
         if !status.is_success() {
             return Err(Retry::Fatal(HttpError::Status {
                 what: what.to_owned(),
                 status: status.as_u16(),
-                detail: scim_error_detail(&body),
+                detail: scim_error_detail(&String::from_utf8_lossy(&bytes), &self.token),
                 hint: http::hint_for(status),
             }));
         }
-        read(&body, &content_type).map_err(Retry::Backoff)
+        // Never decoded lossily: a replaced character would change a name or an id.
+        let body = std::str::from_utf8(&bytes).map_err(|e| {
+            Retry::Fatal(HttpError::Transport {
+                what: what.to_owned(),
+                cause: format!(
+                    "the response body is not UTF-8 (invalid byte at offset {}); SCIM \
+                     responses are UTF-8 JSON, so it was refused rather than read lossily",
+                    e.valid_up_to()
+                ),
+            })
+        })?;
+        read(body, &content_type).map_err(|e| Retry::Backoff(self.clean(&e)))
+    }
+
+    /// The fetch ran out of `scim.deadline_secs`.
+    fn past_deadline(&self, what: &str) -> HttpError {
+        HttpError::Transport {
+            what: what.to_owned(),
+            cause: format!(
+                "the snapshot took longer than `scim.deadline_secs` ({} s) and was stopped; \
+                 raise it if the organization is this large or the server this slow",
+                self.deadline_secs
+            ),
+        }
+    }
+
+    /// Server-supplied text made safe for errors, logs, the store and reports.
+    fn clean(&self, text: &str) -> String {
+        http::server_text(text, &self.token)
     }
 }
 
@@ -772,19 +851,44 @@ fn transport_cause(e: reqwest::Error) -> String {
     }
 }
 
-/// The `detail` of a SCIM error body, if the body is one.
-fn scim_error_detail(body: &str) -> String {
+/// The `detail` of a SCIM error body, if the body is one, with `token` redacted (before it
+/// is shortened, so no part of it is left) and control characters escaped.
+fn scim_error_detail(body: &str, token: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| get(v.as_object()?, "detail").and_then(as_text))
+        .map(|d| http::server_text(&d, token))
         .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
         .unwrap_or_default()
+}
+
+/// Replaces `token` in every string (and key) of a resource, so that a server echoing it
+/// cannot put it in the store or a report.
+fn redact_value(value: &mut Value, token: &str) {
+    if token.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(s) if s.contains(token) => *s = http::redact(s, token),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, token)),
+        Value::Object(object) => {
+            if object.keys().any(|k| k.contains(token)) {
+                *object = std::mem::take(object)
+                    .into_iter()
+                    .map(|(k, v)| (http::redact(&k, token), v))
+                    .collect();
+            }
+            object.values_mut().for_each(|v| redact_value(v, token));
+        }
+        _ => {}
+    }
 }
 
 /// A ListResponse body, before its resources are read.
 #[derive(Debug)]
 struct ListPage {
-    total_results: Option<u64>,
+    /// `totalResults`: `None` when missing, an error when it is not a count.
+    total_results: Result<Option<u64>, String>,
     resources: Vec<Value>,
 }
 
@@ -800,11 +904,7 @@ fn parse_page(body: &str, content_type: &str) -> Result<ListPage, String> {
     let Value::Object(mut object) = value else {
         return Err("the body is JSON but not a SCIM ListResponse object".into());
     };
-    let total_results = get(&object, "totalResults").and_then(|v| match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    });
+    let total_results = get(&object, "totalResults").map_or(Ok(None), total_results);
     let key = object
         .keys()
         .find(|k| k.eq_ignore_ascii_case("Resources"))
@@ -820,6 +920,37 @@ fn parse_page(body: &str, content_type: &str) -> Result<ListPage, String> {
     })
 }
 
+/// Reads `totalResults`: a whole number of users, given as a number (`5`, or `5.0`, which
+/// is the same count) or a string of digits. Anything else, a negative number or a
+/// fraction, is refused: the count the snapshot is judged by cannot be guessed.
+fn total_results(value: &Value) -> Result<Option<u64>, String> {
+    let refused = |shown: String| {
+        Err(format!(
+            "totalResults is {shown}, not a count of users (a whole number, 0 or more); \
+             the snapshot cannot be judged complete without it"
+        ))
+    };
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(count), _) => Ok(Some(count)),
+            // Exact below 2^53; `5.0` is the count 5.
+            (None, Some(f)) if f >= 0.0 && f.fract() == 0.0 && f < 9_007_199_254_740_992.0 => {
+                Ok(Some(f as u64))
+            }
+            _ => refused(n.to_string()),
+        },
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(count) => Ok(Some(count)),
+            Err(_) => refused(format!("`{}`", s.chars().take(40).collect::<String>())),
+        },
+        other => refused(format!(
+            "`{}`",
+            other.to_string().chars().take(40).collect::<String>()
+        )),
+    }
+}
+
 /// A member of a JSON object, by name, ignoring ASCII case.
 fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     object.get(key).or_else(|| {
@@ -830,10 +961,11 @@ fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     })
 }
 
-/// A string or number as trimmed text; empty is `None`.
+/// A string or number as trimmed text, control characters escaped (so that no name or
+/// id can drive a terminal or forge a log line); empty is `None`.
 fn as_text(v: &Value) -> Option<String> {
     let text = match v {
-        Value::String(s) => s.trim().to_owned(),
+        Value::String(s) => http::server_text(s.trim(), ""),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         _ => return None,
@@ -985,7 +1117,7 @@ mod tests {
             let body = format!(r#"{{"totalResults": 1, "{key}": [{{"id": "u"}}]}}"#);
             let page = parse_page(&body, "application/scim+json").unwrap();
             assert_eq!(page.resources.len(), 1, "{key}");
-            assert_eq!(page.total_results, Some(1));
+            assert_eq!(page.total_results, Ok(Some(1)));
         }
     }
 
@@ -1036,5 +1168,111 @@ mod tests {
     fn an_html_page_is_not_a_scim_page() {
         let err = parse_page("<html>maintenance</html>", "text/html").unwrap_err();
         assert!(err.contains("not SCIM JSON (text/html)"), "{err}");
+    }
+
+    #[test]
+    fn total_results_is_a_whole_number_or_refused_clearly() {
+        for (value, want) in [
+            (json!(5), Ok(Some(5))),
+            (json!(5.0), Ok(Some(5))),
+            (json!("5"), Ok(Some(5))),
+            (json!(" 7 "), Ok(Some(7))),
+            (json!(0), Ok(Some(0))),
+            (Value::Null, Ok(None)),
+        ] {
+            assert_eq!(total_results(&value), want, "{value}");
+        }
+        for (value, shown) in [
+            (json!(-1), "-1"),
+            (json!(5.5), "5.5"),
+            (json!(-0.5), "-0.5"),
+            (json!(1e300), "1e+300"),
+            (json!("-1"), "`-1`"),
+            (json!("five"), "`five`"),
+            (json!(true), "`true`"),
+            (json!([5]), "`[5]`"),
+        ] {
+            let err = total_results(&value).unwrap_err();
+            assert!(err.contains(&format!("totalResults is {shown}")), "{err}");
+            assert!(err.contains("not a count of users"), "{err}");
+        }
+        let page = parse_page(r#"{"totalResults": -1, "Resources": []}"#, "").unwrap();
+        assert!(page.total_results.is_err());
+    }
+
+    fn page_of(ids: &[&str], total: u64) -> Page {
+        Page {
+            total_results: Some(total),
+            accounts: ids
+                .iter()
+                .map(|id| (parse_account(&json!({"id": id})).unwrap(), String::new()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ids_1_and_1_with_a_space_are_one_user_never_counted_twice() {
+        let mut got = Collected::default();
+        got.absorb(1, page_of(&["1", "1 ", "2"], 2)).unwrap();
+        assert_eq!(got.accounts.len(), 1 + 1);
+        let fetched = got.judge(None, 0);
+        assert_eq!(fetched.completeness, Completeness::Complete);
+        assert_eq!(fetched.accounts.len(), 2);
+
+        // Served with other content under the near-same id: refused, not merged.
+        let mut got = Collected::default();
+        let mut page = page_of(&["1", "2"], 2);
+        page.accounts.push((
+            parse_account(&json!({"id": "1 ", "userName": "other@x.example"})).unwrap(),
+            String::new(),
+        ));
+        let Err(Stop::Failed(reason)) = got.absorb(1, page) else {
+            panic!("a different user under id `1 ` was accepted");
+        };
+        assert!(reason.contains("user id `1` was served twice"), "{reason}");
+        assert!(reason.contains("startIndex 1"), "{reason}");
+    }
+
+    #[test]
+    fn a_page_served_again_stops_the_fetch_as_incomplete() {
+        let mut got = Collected::default();
+        got.absorb(1, page_of(&["a", "b"], 1_000_000_000_000))
+            .unwrap();
+        let Err(Stop::Failed(reason)) = got.absorb(3, page_of(&["a", "b"], 1_000_000_000_000))
+        else {
+            panic!("a repeated page was accepted");
+        };
+        assert!(
+            reason.contains("startIndex 3 brought no new user"),
+            "{reason}"
+        );
+        assert!(reason.contains("ignores startIndex"), "{reason}");
+        assert!(reason.contains("2 of 1000000000000 users"), "{reason}");
+    }
+
+    #[test]
+    fn control_characters_in_server_text_are_escaped_and_the_token_redacted() {
+        let a = parse_account(&json!({
+            "id": "u\u{1b}[2J1",
+            "userName": "a@x.example\r\nINFO forged",
+            "name": {"givenName": "Eve\u{202e}"}
+        }))
+        .unwrap();
+        assert_eq!(a.id, "u\\u{1b}[2J1");
+        assert_eq!(
+            a.user_name.as_deref(),
+            Some("a@x.example\\u{d}\\u{a}INFO forged")
+        );
+        assert_eq!(a.given_name.as_deref(), Some("Eve\\u{202e}"));
+
+        let mut resource = json!({"id": "u", "displayName": "see tok-9", "tok-9": ["tok-9!"]});
+        redact_value(&mut resource, "tok-9");
+        assert!(!resource.to_string().contains("tok-9"), "{resource}");
+
+        let body = r#"{"status": "401", "detail": "Bearer tok-9 refused\u001b[31m"}"#;
+        let detail = scim_error_detail(body, "tok-9");
+        assert_eq!(detail, " (Bearer [redacted] refused\\u{1b}[31m)");
+        let long = format!(r#"{{"detail": "{}tok-9"}}"#, "x".repeat(197));
+        assert!(!scim_error_detail(&long, "tok-9").contains("tok"));
     }
 }

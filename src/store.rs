@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use thiserror::Error;
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use crate::activity::Member;
 use crate::hub::{HubFetched, Invite, Listing};
@@ -1648,7 +1648,9 @@ fn now_text() -> String {
     Utc::now().to_rfc3339()
 }
 
-/// Creates `path` readable and writable by its owner only, if it does not exist yet.
+/// Creates `path` readable and writable by its owner only, if it does not exist yet, and
+/// takes group and other access away from one made earlier with a wider mode (and from
+/// its `-wal` and `-shm` files), so that the personal data it holds stays the owner's.
 fn create_private(path: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
@@ -1657,7 +1659,35 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path).map(|_| ())
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tighten(&file)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            match std::fs::OpenOptions::new().read(true).open(&side) {
+                Ok(side) => tighten(&side)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        fn tighten(file: &std::fs::File) -> std::io::Result<()> {
+            let mode = file.metadata()?.permissions().mode();
+            if mode & 0o077 != 0 {
+                warn!(
+                    mode = format!("{:o}", mode & 0o777),
+                    "the store was readable by others; made it owner-only (0600)"
+                );
+                file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+            Ok(())
+        }
+    }
+    #[cfg(not(unix))]
+    drop(file);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1925,6 +1955,27 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_made_earlier_with_mode_0644_is_made_owner_only_on_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::open(&path).unwrap());
+        let wal = dir.path().join("s.db-wal");
+        std::fs::write(&wal, b"").unwrap();
+        for file in [&path, &wal] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        drop(Store::open(&path).unwrap());
+        for file in [&path, &wal] {
+            if file.exists() {
+                let mode = std::fs::metadata(file).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+            }
+        }
     }
 
     fn keyed_outcome(findings: &[(&str, Kind)], not_evaluated: &[Kind]) -> Outcome {

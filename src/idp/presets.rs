@@ -298,6 +298,7 @@ fn people(
     ];
     indexes.extend(w.aliases.iter().map(|a| Some(*a)));
     indexes.extend(w.extra.iter().copied());
+    t.refuse_ambiguous(&indexes)?;
     let loaded = t.load(&indexes)?;
     let column = |i: Option<usize>| loaded.column(i);
     let email = column(w.email)?;

@@ -68,6 +68,7 @@ impl<'a> Table<'a> {
     /// Checks `text` and reads its header. `delimiter` is `None` to sniff it.
     pub fn check(path: &'a str, text: &'a str, delimiter: Option<u8>) -> Result<Self, IdpError> {
         let (body, skipped) = skip_type_line(text);
+        let body = trim_trailing_blank_lines(body);
         let delimiter = delimiter.unwrap_or_else(|| sniff(body));
         debug!(
             path,
@@ -97,7 +98,28 @@ impl<'a> Table<'a> {
         let mut records = 0usize;
         loop {
             match reader.read_byte_record(&mut record) {
-                Ok(true) => records += 1,
+                Ok(true) => {
+                    // The csv crate skips blank lines but polars reads them as records of
+                    // nulls: refuse one between records rather than miscount.
+                    // A record's position is where the reader stood before it, so one
+                    // that begins with a line break (past the `\n` of the CRLF ending the
+                    // previous line) had blank lines skipped before it.
+                    let bytes = body.as_bytes();
+                    let mut start = record.position().map_or(0, |p| p.byte()) as usize;
+                    if start > 0 && bytes.get(start - 1..=start) == Some(b"\r\n".as_slice()) {
+                        start += 1;
+                    }
+                    if matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+                        return Err(IdpError::Row {
+                            path: path.into(),
+                            row: first_row + records,
+                            what: "the line is blank, between records; remove it (blank \
+                                   lines are ignored only at the end of the file)"
+                                .into(),
+                        });
+                    }
+                    records += 1;
+                }
                 Ok(false) => break,
                 Err(e) => {
                     return Err(IdpError::Row {
@@ -138,6 +160,34 @@ impl<'a> Table<'a> {
             let wanted = header_key(name);
             self.headers.iter().position(|h| header_key(h) == wanted)
         })
+    }
+
+    /// Refuses a column the format reads when another header has the same name (compared
+    /// by [`header_key`], so `status` and `Status` collide): which of them holds the value
+    /// cannot be told, and taking the first would be a guess.
+    pub fn refuse_ambiguous(&self, wanted: &[Option<usize>]) -> Result<(), IdpError> {
+        for &index in wanted.iter().flatten() {
+            let key = header_key(&self.headers[index]);
+            let same: Vec<String> = self
+                .headers
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| header_key(h) == key)
+                .map(|(at, h)| format!("`{h}` (column {})", at + 1))
+                .collect();
+            if same.len() > 1 {
+                return Err(IdpError::Parse {
+                    path: self.path.into(),
+                    what: format!(
+                        "header `{}` is ambiguous: {} name the same column; rename or remove \
+                         all but one, so that the export says which one to read",
+                        self.headers[index],
+                        same.join(" and ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The headers as a reader would list them: `` `a`, `b` ``.
@@ -223,6 +273,24 @@ pub fn header_key(header: &str) -> String {
     let lower = header.to_lowercase();
     let lower = lower.strip_prefix("profile.").unwrap_or(&lower);
     lower.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+/// The text without the blank (or whitespace-only) lines at its end, which an export
+/// tool or an editor may leave and which hold no record. The header line is kept.
+fn trim_trailing_blank_lines(text: &str) -> &str {
+    let mut end = text.len();
+    loop {
+        let head = text[..end].strip_suffix('\n').unwrap_or(&text[..end]);
+        let head = head.strip_suffix('\r').unwrap_or(head);
+        let Some(newline) = head.rfind('\n') else {
+            return &text[..end];
+        };
+        let last_line = &head[newline + 1..];
+        if !last_line.trim().is_empty() {
+            return &text[..end];
+        }
+        end = newline + 1;
+    }
 }
 
 /// Skips the `#TYPE ...` line PowerShell's `Export-Csv` writes before the header; returns

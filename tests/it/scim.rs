@@ -687,7 +687,7 @@ async fn a_duplicate_id_with_different_content_is_incomplete() {
     assert_incomplete(
         &result,
         &[
-            &format!("user id {id} came back with different content"),
+            &format!("user id `{id}` was served twice with different content"),
             "startIndex 21",
         ],
     );
@@ -1319,4 +1319,316 @@ async fn tls_is_verified_and_a_private_ca_is_trusted_only_when_configured() {
     cfg.ca_file = Some(ca_file);
     let fetched = fetch(&cfg).await;
     assert_complete(&fetched, 30);
+}
+
+// --- Hostile servers: answers the fake server cannot give -------------------------------
+
+/// What a scripted server answers: status, content type and body.
+type Answer = (u16, &'static str, Vec<u8>);
+
+/// A server on 127.0.0.1 that answers each request with `answer(path_and_query)` and
+/// records the paths it was asked for. Returns its SCIM base URL and the record.
+async fn scripted(
+    answer: impl Fn(&str) -> Answer + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (answer, record) = (std::sync::Arc::new(answer), asked.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (answer, record) = (answer.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                record.lock().unwrap().push(path.clone());
+                let (status, content_type, body) = answer(&path);
+                let mut response = format!(
+                    "HTTP/1.1 {status} Scripted\r\ncontent-type: {content_type}\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                response.extend_from_slice(&body);
+                let _ = socket.write_all(&response).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}{}", demo::BASE_PATH), asked)
+}
+
+/// A ListResponse of `users(n)[from..to]` with `totalResults` written as `total`.
+fn list_body(n: usize, from: usize, to: usize, total: &str) -> Vec<u8> {
+    let resources = serde_json::to_string(&users(n)[from..to.min(n)]).unwrap();
+    format!(
+        r#"{{"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": {total}, "Resources": {resources}}}"#
+    )
+    .into_bytes()
+}
+
+/// The 1-based `startIndex` of a list request, 1 when missing.
+fn start_of(path: &str) -> usize {
+    path.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("startIndex="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn scripted_config(url: &str, page_size: u32) -> ScimConfig {
+    ScimConfig {
+        url: url.to_owned(),
+        page_size,
+        max_retries: 2,
+        retry_base_ms: 10,
+        timeout_secs: 5,
+        retry_max_wait_secs: 5,
+        ..ScimConfig::default()
+    }
+}
+
+const NOT_FOUND: fn() -> Answer = || (404, "application/scim+json", b"{}".to_vec());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_echoing_the_token_and_ansi_escapes_leaks_neither_anywhere() {
+    let detail = format!("token Bearer {TOKEN} refused\u{1b}[2J\u{1b}[31m\r\nERROR forged");
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": "400",
+        "detail": detail,
+    })
+    .to_string()
+    .into_bytes();
+    let (url, _) = scripted(move |path| {
+        if path.contains("/Users") {
+            (400, "application/scim+json", body.clone())
+        } else {
+            NOT_FOUND()
+        }
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("user0000@testorg.example".into(), "ACTIVE")]);
+    let config = write_config(tmp.path(), &url, &okta, "");
+    let out = hubreview(
+        tmp.path(),
+        &["-vv", "--config", config.to_str().unwrap(), "run"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN), ("HUBREVIEW_LOG", "trace")],
+    )
+    .await;
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains("[redacted] refused"),
+        "the detail is shown: {all}"
+    );
+    assert!(
+        !all.contains(TOKEN),
+        "the token leaked into the output: {all}"
+    );
+    assert!(
+        !all.contains('\u{1b}'),
+        "an escape reached the terminal: {all:?}"
+    );
+    assert!(
+        !all.contains("\nERROR forged"),
+        "a log line was forged: {all}"
+    );
+    let files = walk(tmp.path());
+    assert!(files.iter().any(|f| f.ends_with("summary.json")));
+    for entry in files {
+        let bytes = std::fs::read(&entry).unwrap();
+        let leaked = bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes());
+        assert!(!leaked, "the token was written to {}", entry.display());
+        assert!(
+            !bytes.contains(&0x1b),
+            "an escape was written to {}",
+            entry.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_ignores_start_index_with_a_huge_total_ends_incomplete_at_once() {
+    for concurrency in [1, 4] {
+        let (url, asked) = scripted(|path| {
+            if path.contains("/Users") {
+                (
+                    200,
+                    "application/scim+json",
+                    list_body(10, 0, 10, "1000000000000"),
+                )
+            } else {
+                NOT_FOUND()
+            }
+        })
+        .await;
+        let mut cfg = scripted_config(&url, 10);
+        cfg.concurrency = concurrency;
+        let fetched = tokio::time::timeout(Duration::from_secs(30), fetch(&cfg))
+            .await
+            .expect("the fetch ends");
+        let reason = fetched.completeness.reason().expect("incomplete");
+        assert!(
+            reason.contains("startIndex 11 brought no new user"),
+            "{reason}"
+        );
+        assert!(reason.contains("10 of 1000000000000 users"), "{reason}");
+        assert!(
+            asked.lock().unwrap().len() < 40,
+            "{:?}",
+            asked.lock().unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_results_of_5_point_0_reads_as_5_and_minus_1_is_refused() {
+    for (total, want) in [
+        ("5.0", Ok(5)),
+        ("-1", Err("totalResults is -1")),
+        ("2.5", Err("2.5")),
+    ] {
+        let (url, _) = scripted(move |path| {
+            if path.contains("/Users") {
+                let start = start_of(path);
+                (
+                    200,
+                    "application/scim+json",
+                    list_body(5, start - 1, start + 1, total),
+                )
+            } else {
+                NOT_FOUND()
+            }
+        })
+        .await;
+        let fetched = fetch(&scripted_config(&url, 2)).await;
+        match want {
+            Ok(n) => assert_complete(&fetched, n),
+            Err(needle) => {
+                let reason = fetched.completeness.reason().expect("incomplete");
+                assert!(reason.contains(needle), "{total}: {reason}");
+                assert!(reason.contains("startIndex 1"), "{total}: {reason}");
+                assert!(reason.contains("not a count of users"), "{total}: {reason}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_utf8_is_refused_naming_the_page_never_read_lossily() {
+    let (url, asked) = scripted(|path| {
+        if path.contains("/Users") {
+            let start = start_of(path);
+            let mut body = list_body(4, start - 1, start + 1, "4");
+            if start == 3 {
+                // "Ren\xe9" in Latin-1, as a misconfigured server might send it.
+                let at = body.windows(4).position(|w| w == b"Test").unwrap();
+                body.splice(at..at + 4, b"Ren\xe9".iter().copied());
+            }
+            (200, "application/scim+json", body)
+        } else {
+            NOT_FOUND()
+        }
+    })
+    .await;
+    let fetched = fetch(&scripted_config(&url, 2)).await;
+    let reason = fetched.completeness.reason().expect("incomplete");
+    assert!(reason.contains("page at startIndex 3"), "{reason}");
+    assert!(reason.contains("not UTF-8"), "{reason}");
+    let asked = asked.lock().unwrap();
+    assert_eq!(
+        asked
+            .iter()
+            .filter(|p| start_of(p) == 3 && p.contains("/Users"))
+            .count(),
+        1,
+        "not retried: {asked:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_url_with_a_user_and_password_is_refused_at_configuration() {
+    let (url, asked) = scripted(|_| NOT_FOUND()).await;
+    let with_userinfo = url.replace("http://", "http://reviewer:hunter2-secret@");
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &[("user0000@testorg.example".into(), "ACTIVE")]);
+    let config = write_config(tmp.path(), &with_userinfo, &okta, "");
+    for command in ["run", "doctor"] {
+        let out = hubreview(
+            tmp.path(),
+            &["--config", config.to_str().unwrap(), command],
+            &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+        )
+        .await;
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{command}: {all}");
+        assert!(all.contains("`scim.url`"), "{command}: {all}");
+        assert!(all.contains("user name or password"), "{command}: {all}");
+        assert!(!all.contains("hunter2"), "{command}: {all}");
+    }
+    assert!(asked.lock().unwrap().is_empty(), "nothing is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_u64_max_waits_only_the_configured_maximum() {
+    let server = serve(30, options()).await;
+    server.faults().rate_limit = Some(RateLimit {
+        hint: RetryHint::RetryAfterSeconds(u64::MAX),
+        times: 1,
+    });
+    let mut cfg = config(&server, 10);
+    cfg.retry_max_wait_secs = 1;
+    let started = Instant::now();
+    let fetched = fetch(&cfg).await;
+    assert_complete(&fetched, 30);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_sends_new_users_without_end_is_stopped_by_the_deadline() {
+    // Every page brings users never seen before, under a totalResults no fetch reaches.
+    let (url, _) = scripted(|path| {
+        if path.contains("/Users") {
+            std::thread::sleep(Duration::from_millis(20));
+            let start = start_of(path);
+            let page: Vec<Value> = (start..start + 10)
+                .map(|i| {
+                    user(
+                        &format!("u{i}"),
+                        &format!("u{i}@testorg.example"),
+                        true,
+                        "member",
+                    )
+                })
+                .collect();
+            let body = serde_json::json!({"totalResults": 1_000_000_000_000u64, "Resources": page});
+            (200, "application/scim+json", body.to_string().into_bytes())
+        } else {
+            NOT_FOUND()
+        }
+    })
+    .await;
+    let mut cfg = scripted_config(&url, 10);
+    cfg.deadline_secs = 2;
+    let started = Instant::now();
+    let fetched = fetch(&cfg).await;
+    let reason = fetched.completeness.reason().expect("incomplete");
+    assert!(reason.contains("`scim.deadline_secs` (2 s)"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
