@@ -741,6 +741,26 @@ mod tests {
         assert_eq!(two, [false, true]);
     }
 
+    // Regression: with both a `state` and a `suspended` column, `suspended=true` beside
+    // `ACTIVATED` was ignored and the leaver read as active.
+    #[test]
+    fn a_jumpcloud_user_suspended_by_either_column_is_a_leaver() {
+        let text = "username,email,employeeIdentifier,state,suspended\n\
+                    bob,bob@acme.example,1,ACTIVATED,true\n\
+                    amy,amy@acme.example,2,SUSPENDED,false\n\
+                    cat,cat@acme.example,3,ACTIVATED,false\n\
+                    dan,dan@acme.example,4,ACTIVATED,\n";
+        let export = read_text("jumpcloud", text, &config("jumpcloud")).unwrap();
+        assert!(person(&export, "bob@acme.example").status_terminated);
+        assert!(person(&export, "amy@acme.example").status_terminated);
+        assert!(!person(&export, "cat@acme.example").status_terminated);
+        assert!(!person(&export, "dan@acme.example").status_terminated);
+        assert_eq!(
+            person(&export, "bob@acme.example").status.as_deref(),
+            Some("ACTIVATED, suspended true")
+        );
+    }
+
     #[test]
     fn the_bamboohr_report_reads_cp1252_and_termination_dates() {
         let err = fixture("bamboohr-report.tsv", &config("bamboohr"))

@@ -532,14 +532,28 @@ fn jumpcloud(s: &Settings<'_>, t: &Table<'_>) -> Result<Vec<Person>, IdpError> {
         &["true"],
         "check that `idp.format` is the export's",
     );
+    // With both columns, either one saying suspended makes the person a leaver: a
+    // conflict between them is never read as active.
     let read = people(s, t, &w, &|v, p| {
-        if state.is_some() {
-            p.status_terminated = s.status(v[0], "state", &states)?;
-            p.status = v[0].map(nfc);
-        } else {
-            p.status_terminated = s.status(v[1], "suspended", &flags)?;
-            p.status = v[1].map(|f| format!("suspended {f}"));
-        }
+        let by_state = match state {
+            Some(_) => Some(s.status(v[0], "state", &states)?),
+            None => None,
+        };
+        // Beside a state, a blank `suspended` cell says nothing; alone, it is an error.
+        let by_flag = match (suspended, v[1]) {
+            (Some(_), Some(_)) => Some(s.status(v[1], "suspended", &flags)?),
+            (Some(_), None) if state.is_none() => Some(s.status(v[1], "suspended", &flags)?),
+            _ => None,
+        };
+        p.status_terminated = by_state.unwrap_or(false) || by_flag.unwrap_or(false);
+        p.status = match (v[0], v[1]) {
+            (Some(st), Some(f)) if state.is_some() && suspended.is_some() => {
+                Some(format!("{}, suspended {f}", nfc(st)))
+            }
+            (Some(st), _) if state.is_some() => Some(nfc(st)),
+            (_, Some(f)) => Some(format!("suspended {f}")),
+            _ => None,
+        };
         Ok(())
     })?;
     Ok(collapse_repeats(s, read))
