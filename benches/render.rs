@@ -119,6 +119,7 @@ fn input() -> ReportInput {
         }),
         activity: None,
         exceptions: None,
+        hub: None,
         outcome: Some(Outcome {
             findings,
             counts,

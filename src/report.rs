@@ -46,6 +46,8 @@ pub struct ReportInput {
     pub activity: Option<InputFile>,
     /// The exceptions file (`review.exceptions`) the run applied, if any.
     pub exceptions: Option<InputFile>,
+    /// The Docker Hub members and invites read with the snapshot, if `[hub]` was set.
+    pub hub: Option<HubInfo>,
     /// `None` when the run did not reconcile.
     pub outcome: Option<Outcome>,
     /// Guards this run was let through (`scim`, `idp`), from `--accept-drop`.
@@ -138,6 +140,38 @@ pub struct SnapshotInfo {
     /// SHA-256 of the snapshot's content, as [`crate::store::Store::snapshot_sha256`]
     /// computes it.
     pub sha256: Option<String>,
+}
+
+/// What the run read from the Docker Hub API with its snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubInfo {
+    /// The API's origin (`hub.url`).
+    pub url: String,
+    pub org: String,
+    pub members: HubListing,
+    pub invites: HubListing,
+}
+
+/// One Hub listing: whether it was read completely, and how much of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HubListing {
+    /// `complete` or `incomplete`.
+    pub status: String,
+    /// Why it is incomplete.
+    pub reason: Option<String>,
+    /// Items received.
+    pub received: u64,
+    /// The `count` the server announced, if it did.
+    pub count: Option<u64>,
+}
+
+impl HubListing {
+    fn label(&self) -> String {
+        match &self.reason {
+            None => format!("{} ({})", self.received, self.status),
+            Some(reason) => format!("{} received, {}: {reason}", self.received, self.status),
+        }
+    }
 }
 
 /// An input file, identified by name and content hash.
@@ -807,6 +841,8 @@ struct Summary<'a> {
     snapshot: Option<SnapshotJson<'a>>,
     idp: Option<InputJson<'a>>,
     activity: Option<InputJson<'a>>,
+    /// The Docker Hub API read, `null` when `[hub]` was not set.
+    hub: Option<&'a HubInfo>,
     /// Every kind, `null` when not evaluated.
     findings: ByKind<Option<usize>>,
     /// Exactly the kinds that are `null` in `findings`, with the reason.
@@ -838,6 +874,7 @@ impl<'a> Summary<'a> {
             as_of: input.as_of.format("%Y-%m-%d").to_string(),
             generated_at: rfc3339(&input.generated_at),
             snapshot: input.snapshot.as_ref().map(SnapshotJson::new),
+            hub: input.hub.as_ref(),
             idp: input.idp.as_ref().map(InputJson::new),
             activity: input.activity.as_ref().map(InputJson::new),
             findings: ByKind(Kind::ALL.map(|kind| (kind, input.count(kind))).to_vec()),
@@ -1007,6 +1044,8 @@ struct Manifest<'a> {
     inputs: Vec<ManifestInput<'a>>,
     snapshot_id: Option<i64>,
     snapshot_sha256: Option<&'a str>,
+    /// What was read from the Docker Hub API with the snapshot.
+    hub: Option<&'a HubInfo>,
     config: Option<&'a ConfigEvidence>,
     previous_manifest: Option<&'a ManifestLink>,
 }
@@ -1065,6 +1104,7 @@ impl<'a> Manifest<'a> {
                 .snapshot
                 .as_ref()
                 .and_then(|snapshot| snapshot.sha256.as_deref()),
+            hub: input.hub.as_ref(),
             config: input.config.as_ref(),
             previous_manifest: input.previous_manifest.as_ref(),
         }
@@ -1084,6 +1124,8 @@ struct HtmlView {
     status_label: String,
     reason: String,
     snapshot: Option<SnapshotView>,
+    /// `<org> at <url>: members ..., invites ...`, when the Hub API was read.
+    hub: Option<String>,
     idp: Option<InputView>,
     activity: Option<InputView>,
     accepted_drops: Vec<DropView>,
@@ -1442,6 +1484,15 @@ impl HtmlView {
             complete,
             status_label,
             reason: input.failure_reason().unwrap_or_default(),
+            hub: input.hub.as_ref().map(|hub| {
+                format!(
+                    "{} at {}: members {}; invites {}",
+                    hub.org,
+                    hub.url,
+                    hub.members.label(),
+                    hub.invites.label()
+                )
+            }),
             snapshot: input.snapshot.as_ref().map(|snapshot| SnapshotView {
                 id: snapshot.id,
                 taken_at: display_time(&snapshot.taken_at),
@@ -2102,6 +2153,7 @@ pub(crate) mod tests {
             }),
             activity: None,
             exceptions: None,
+            hub: None,
             outcome: Some(Outcome {
                 findings,
                 counts,

@@ -1827,6 +1827,30 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         None => None,
     };
     let internal = |e: crate::store::StoreError| Failure::internal(&e);
+    let hub_info = match &snapshot {
+        Some(s) => store.hub(s.id).map_err(internal)?.map(|hub| {
+            fn listing<T>(l: &crate::hub::Listing<T>) -> report::HubListing {
+                report::HubListing {
+                    status: if l.completeness.is_complete() {
+                        "complete"
+                    } else {
+                        "incomplete"
+                    }
+                    .into(),
+                    reason: l.completeness.reason().map(str::to_owned),
+                    received: l.items.len() as u64,
+                    count: l.count,
+                }
+            }
+            report::HubInfo {
+                url: hub.url.clone(),
+                org: hub.org.clone(),
+                members: listing(&hub.members),
+                invites: listing(&hub.invites),
+            }
+        }),
+        None => None,
+    };
     let (status, reason) = match (&snapshot, &outcome) {
         (Some(s), _) if !s.completeness.is_complete() => {
             ("incomplete", s.completeness.reason().map(str::to_owned))
@@ -1883,6 +1907,7 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         exceptions: store
             .input(run.id, "exceptions")
             .map_err(|e| Failure::internal(&e))?,
+        hub: hub_info,
         outcome: if status == "complete" { outcome } else { None },
         accepted_drops: run.accepted_drops.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

@@ -490,6 +490,16 @@ async fn a_run_finds_idle_seats_hub_only_guests_and_year_old_invites_from_the_hu
     assert_eq!(seats["reclaimable"]["pending_invite"], 1);
     assert_eq!(seats["reclaimable"]["idle_seat"], 1);
     assert_eq!(seats["monthly_saving"], 20.0);
+    // The Hub read is evidence in summary.json and the report's header.
+    let hub = &run.summary["hub"];
+    assert_eq!(hub["org"], "testorg", "{hub}");
+    assert_eq!(hub["members"]["status"], "complete", "{hub}");
+    assert_eq!(hub["members"]["received"], 4, "{hub}");
+    assert_eq!(hub["invites"]["received"], 2, "{hub}");
+    assert!(
+        run.html.contains("<dt>Docker Hub API</dt>"),
+        "the header names it"
+    );
 
     let csv = &run.findings_csv;
     assert!(csv.contains("pending_invite:inv-old"), "{csv}");
@@ -531,6 +541,13 @@ async fn an_incomplete_hub_read_leaves_its_kinds_not_evaluated_and_the_report_sa
     assert!(
         run.html.contains("Docker Hub members list of"),
         "the report says why"
+    );
+    assert_eq!(run.summary["hub"]["members"]["status"], "incomplete");
+    assert!(
+        run.summary["hub"]["members"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500")
     );
 }
 
