@@ -2526,16 +2526,11 @@ mod tests {
         (dir, file)
     }
 
-    #[test]
-    fn an_accepted_finding_is_listed_marked_accepted_but_not_counted_nor_reclaimable() {
-        let accounts = [
-            account("svc", Some("ci-bot@example.com")),
-            account("x", Some("x@example.com")),
-        ];
-        let (_d, file) = exception_file("shadow,ci-bot@example.com,platform,CI bot,2027-01-01\n");
+    /// `accounts` reconciled against nobody, with the exceptions of `file`.
+    fn with_exceptions(accounts: &[Account], file: &ExceptionFile) -> Outcome {
         let review = ReviewConfig::default();
-        let outcome = reconcile(&Inputs {
-            accounts: &accounts,
+        reconcile(&Inputs {
+            accounts,
             previous: None,
             previous_snapshot: None,
             people: &[],
@@ -2543,10 +2538,20 @@ mod tests {
             invites: None,
             unavailable: Vec::new(),
             review: &review,
-            exceptions: Some(&file),
+            exceptions: Some(file),
             as_of: as_of(),
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_accepted_finding_is_listed_marked_accepted_but_not_counted_nor_reclaimable() {
+        let accounts = [
+            account("svc", Some("ci-bot@example.com")),
+            account("x", Some("x@example.com")),
+        ];
+        let (_d, file) = exception_file("shadow,ci-bot@example.com,platform,CI bot,2027-01-01\n");
+        let outcome = with_exceptions(&accounts, &file);
         assert_eq!(keys(&outcome, Kind::Shadow), ["shadow:svc", "shadow:x"]);
         let svc = &outcome.findings[0];
         assert!(svc.is_accepted());
@@ -2559,20 +2564,7 @@ mod tests {
     fn an_expired_exception_stops_applying_and_the_finding_says_so() {
         let accounts = [account("svc", Some("ci-bot@example.com"))];
         let (_d, file) = exception_file("shadow,svc,platform,CI bot,2026-11-29\n");
-        let review = ReviewConfig::default();
-        let outcome = reconcile(&Inputs {
-            accounts: &accounts,
-            previous: None,
-            previous_snapshot: None,
-            people: &[],
-            members: None,
-            invites: None,
-            unavailable: Vec::new(),
-            review: &review,
-            exceptions: Some(&file),
-            as_of: as_of(),
-        })
-        .unwrap();
+        let outcome = with_exceptions(&accounts, &file);
         let f = &outcome.findings[0];
         assert!(!f.is_accepted());
         assert!(f.exception.as_ref().unwrap().expired);

@@ -281,10 +281,8 @@ impl Store {
         Store::init(conn, shown)
     }
 
-    /// Opens an existing store for reading only: nothing is created, migrated or written,
-    /// so commands that only read need not take the run lock.
-    #[instrument(skip_all, fields(path = %path.display()))]
-    pub fn open_existing(path: &Path) -> Result<Store> {
+    /// Connects to a store that must already exist, creating and migrating nothing.
+    fn connect_existing(path: &Path) -> Result<Store> {
         let shown = path.display().to_string();
         if !path.exists() {
             return Err(StoreError::Missing { path: shown });
@@ -302,6 +300,14 @@ impl Store {
             .conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only: nothing is created, migrated or written,
+    /// so commands that only read need not take the run lock.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        let store = Store::connect_existing(path)?;
         store
             .conn
             .pragma_update(None, "query_only", true)
@@ -329,23 +335,7 @@ impl Store {
     /// it holds, and `PRAGMA quick_check`.
     #[instrument(skip_all, fields(path = %path.display()))]
     pub fn inspect(path: &Path) -> Result<Inspection> {
-        let shown = path.display().to_string();
-        if !path.exists() {
-            return Err(StoreError::Missing { path: shown });
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|cause| StoreError::Sqlite {
-            path: shown.clone(),
-            cause,
-        })?;
-        let store = Store { conn, path: shown };
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| store.err(e))?;
+        let store = Store::connect_existing(path)?;
         let schema_version = store.schema_version()?;
         let read_only = store.conn.is_readonly("main").map_err(|e| store.err(e))?;
         let writable = !read_only
