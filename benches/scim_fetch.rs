@@ -85,9 +85,9 @@ fn main() {
             .expect("the fake server starts on 127.0.0.1");
 
         println!(
-            "| users | pages | concurrency | latency | floor | wall time | ratio | peak RSS |"
+            "| users | pages | concurrency | latency | floor | wall time | ratio | peak RSS | RSS before | the fetch's own |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for concurrency in [1u32, 4, 8] {
             let config = ScimConfig {
                 url: server.base_url(),
@@ -99,6 +99,9 @@ fn main() {
             let floor = latency * (rounds as u32 + 1);
 
             reset_peak();
+            // The process also holds the fake server and its copy of the users: what the
+            // fetch itself adds is the peak less this.
+            let before_mb = status_kb("VmRSS").unwrap_or(0) as f64 / 1024.0;
             let started = Instant::now();
             let fetched = scim::fetch_all(&config, TOKEN, false)
                 .await
@@ -115,11 +118,12 @@ fn main() {
             drop(fetched);
 
             println!(
-                "| {users} | {pages} | {concurrency} | {} ms | {} ms | {} ms | {:.2}x | {peak_mb:.0} MB |",
+                "| {users} | {pages} | {concurrency} | {} ms | {} ms | {} ms | {:.2}x | {peak_mb:.0} MB | {before_mb:.0} MB | {:.0} MB |",
                 latency.as_millis(),
                 floor.as_millis(),
                 wall.as_millis(),
                 wall.as_secs_f64() / floor.as_secs_f64(),
+                peak_mb - before_mb,
             );
         }
         server.shutdown().await;

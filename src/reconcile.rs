@@ -228,7 +228,10 @@ pub struct Resolved {
     pub account_now: Option<String>,
 }
 
-use std::collections::{HashMap, HashSet};
+/// Hash maps keyed by normalized emails and ids: foldhash is several times faster than
+/// SipHash on short keys, and nothing here hashes input an attacker could aim at one map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -471,7 +474,7 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     }
 
     // One finding per key: the first (most specific) wins.
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     findings.retain(|f| seen.insert(f.key.clone()));
 
     if let Some(file) = inputs.exceptions {
@@ -569,7 +572,7 @@ fn near_misses(
         }
     }
     if account_shapes.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(HashMap::default());
     }
     let mut person_shapes: Vec<(usize, String, Shape)> = Vec::new();
     for (i, p) in people.iter().enumerate() {
@@ -603,7 +606,7 @@ fn near_misses(
         .sort(["a", "p"], SortMultipleOptions::default())
         .collect()?;
 
-    let mut out: HashMap<usize, Vec<NearMiss>> = HashMap::new();
+    let mut out: HashMap<usize, Vec<NearMiss>> = HashMap::default();
     let a_col = pairs.column("a")?.u32()?.clone();
     let p_col = pairs.column("p")?.u32()?.clone();
     for (a, p) in a_col.iter().zip(p_col.iter()) {
@@ -964,8 +967,8 @@ struct MemberIndex<'a> {
 
 impl<'a> MemberIndex<'a> {
     fn new(members: &'a [Member]) -> Self {
-        let mut by_email = HashMap::new();
-        let mut by_username = HashMap::new();
+        let mut by_email = HashMap::default();
+        let mut by_username = HashMap::default();
         for m in members {
             if let Some(k) = normalize_opt(m.email.as_deref()) {
                 by_email.entry(k).or_insert(m);
@@ -1308,8 +1311,8 @@ fn rank(role: &str) -> u8 {
 fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
     // Each key of a SCIM account, and whether any account holding it is active: a member
     // whose only SCIM account is deactivated still holds access.
-    let mut scim_keys: HashMap<String, bool> = HashMap::new();
-    let mut scim_ids: HashMap<String, bool> = HashMap::new();
+    let mut scim_keys: HashMap<String, bool> = HashMap::default();
+    let mut scim_ids: HashMap<String, bool> = HashMap::default();
     for a in inputs.accounts {
         for k in std::iter::once(a.user_name.as_deref())
             .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
@@ -1321,7 +1324,7 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             *scim_ids.entry(k).or_default() |= a.active;
         }
     }
-    let mut people: HashMap<String, &Person> = HashMap::new();
+    let mut people: HashMap<String, &Person> = HashMap::default();
     for p in inputs.people {
         for k in std::iter::once(p.email.as_deref())
             .chain(p.aliases.iter().map(|a| Some(a.as_str())))
@@ -1458,7 +1461,8 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         days_open: None,
     };
 
-    let mut rows_by_email: HashMap<String, Vec<&Person>> = HashMap::with_capacity(people.len());
+    let mut rows_by_email: HashMap<String, Vec<&Person>> =
+        HashMap::with_capacity_and_hasher(people.len(), Default::default());
     for p in people {
         match normalize_opt(p.email.as_deref()) {
             Some(k) => rows_by_email.entry(k).or_default().push(p),
@@ -1560,7 +1564,7 @@ fn seats(
             .count() as u64
     });
     let in_use = members + invited;
-    let mut counted = HashSet::new();
+    let mut counted = HashSet::default();
     let mut reclaimable = BTreeMap::new();
     // Reasons a seat can be taken back, most certain first; a kind that was not evaluated
     // is left out rather than counted as zero.
