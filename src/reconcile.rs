@@ -204,6 +204,10 @@ pub struct Outcome {
     pub resolved: Vec<Resolved>,
 }
 
+/// `Resolved::account_now` of a leaver whose SCIM account is gone or deactivated while
+/// the person is still a member of the organization (a `not_provisioned` finding).
+pub const STILL_A_MEMBER: &str = "still a member";
+
 /// A finding that was open in an earlier run and is gone in this one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resolved {
@@ -224,7 +228,8 @@ pub struct Resolved {
     /// What `days_to_deprovision` counts from: `termination date` or `first seen`.
     pub deprovision_counted_from: Option<String>,
     /// For a leaver: the account in this run's snapshot, `deactivated`, `removed` or
-    /// `active` (then the IdP, not a deprovisioning, closed the finding).
+    /// `active` (then the IdP, not a deprovisioning, closed the finding), or
+    /// [`STILL_A_MEMBER`] (out of SCIM, but not out of the organization).
     pub account_now: Option<String>,
 }
 
@@ -672,7 +677,8 @@ fn possible_alias(
         .iter()
         .any(|n| people[n.person].is_terminated(as_of));
     f.reason = format!(
-        "possible alias: `{}` looks like `{}` of IdP row {} ({}){}; confirm and add the          address to the IdP as an alias, or fix the account",
+        "possible alias: \"{}\" looks like \"{}\" of IdP row {} ({}){}; confirm and add the \
+         address to the IdP as an alias, or fix the account",
         first.account_key,
         first.person_key,
         person.row,
@@ -1424,11 +1430,15 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             team: m.teams.clone(),
             person_email: person.and_then(|p| p.email.clone()),
             person_status: person.and_then(|p| p.status.clone()),
-            match_basis: if person.is_some() {
-                "no SCIM account by email or Docker ID; IdP email matched".into()
-            } else {
-                "no SCIM account by email or Docker ID; no IdP email matched".into()
-            },
+            match_basis: format!(
+                "no {}SCIM account by email or Docker ID; {}",
+                if deactivated { "active " } else { "" },
+                if person.is_some() {
+                    "IdP email matched"
+                } else {
+                    "no IdP email matched"
+                }
+            ),
             reason,
             evidence,
             exception: None,

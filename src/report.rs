@@ -855,8 +855,9 @@ struct Summary<'a> {
     /// Findings open in an earlier run that this run found resolved: the account was
     /// removed, deactivated or fixed.
     resolved: usize,
-    /// Leavers' findings closed only because the IdP record changed (the person is gone
-    /// from the export, or active again) while the Docker account stayed active: no
+    /// Leavers' findings closed while access stayed: the IdP record changed (the person
+    /// is gone from the export, or active again) and the Docker account is still active,
+    /// or the account left SCIM but the person is still a member of the organization. No
     /// access was removed, so they are not counted as resolved.
     closed_by_idp_change: usize,
     accepted_drops: &'a [String],
@@ -901,13 +902,13 @@ impl<'a> Summary<'a> {
             resolved: input.outcome().map_or(0, |o| {
                 o.resolved
                     .iter()
-                    .filter(|r| r.account_now.as_deref() != Some("active"))
+                    .filter(|r| !closed_without_deprovisioning(r))
                     .count()
             }),
             closed_by_idp_change: input.outcome().map_or(0, |o| {
                 o.resolved
                     .iter()
-                    .filter(|r| r.account_now.as_deref() == Some("active"))
+                    .filter(|r| closed_without_deprovisioning(r))
                     .count()
             }),
             accepted_drops: &input.accepted_drops,
@@ -1869,6 +1870,14 @@ fn reclaimable_view(reclaimable: &BTreeMap<String, u64>) -> Vec<ReclaimView> {
     parts.into_iter().map(|(_, view)| view).collect()
 }
 
+/// A leaver's finding that closed although the person kept access.
+fn closed_without_deprovisioning(r: &Resolved) -> bool {
+    matches!(
+        r.account_now.as_deref(),
+        Some("active") | Some(crate::reconcile::STILL_A_MEMBER)
+    )
+}
+
 /// The account or person a finding is about, as a reviewer recognizes it.
 fn who(f: &Finding) -> String {
     [&f.email, &f.docker_id, &f.account_id, &f.person_email]
@@ -1884,10 +1893,14 @@ impl ResolvedView {
         let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
         let deprovision = match (&r.days_to_deprovision, &r.deprovision_counted_from) {
             (Some(days), Some(from)) => format!(
-                "{days} days from the {from}; account {}",
+                "{days} {} from the {from}; account {}",
+                if *days == 1 { "day" } else { "days" },
                 r.account_now.as_deref().unwrap_or("gone")
             ),
             _ => match r.account_now.as_deref() {
+                Some(crate::reconcile::STILL_A_MEMBER) => "not deprovisioned: out of SCIM, but \
+                    still a member of the organization (see not_provisioned)"
+                    .to_string(),
                 Some(now) => format!("account still {now}: the IdP record changed"),
                 None => String::new(),
             },

@@ -1616,7 +1616,8 @@ pub async fn demo(dir: &Path) -> Result<Exit> {
 /// How the IdP export is recorded with a run: its path, format, SHA-256 and people.
 fn idp_input(export: &Export) -> InputFile {
     InputFile {
-        path: export.path.clone(),
+        // Absolute, as every other input: a relative path says nothing as evidence.
+        path: std::path::absolute(&export.path).unwrap_or_else(|_| export.path.clone()),
         format: export.format.as_str().to_owned(),
         sha256: export.sha256.clone(),
         rows: export.rows as u64,

@@ -1032,6 +1032,7 @@ impl Store {
     /// The findings that run `run_id` found resolved, with how long each was open and,
     /// for a leaver whose account was deactivated or removed, the time to deprovision.
     pub fn resolved(&self, run_id: i64) -> Result<Vec<Resolved>> {
+        const STILL_A_MEMBER: &str = crate::reconcile::STILL_A_MEMBER;
         let (resolved_on, snapshot_id): (Option<String>, Option<i64>) = self
             .conn
             .query_row(
@@ -1066,6 +1067,33 @@ impl Store {
             .map_err(|e| self.err(e))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
+        // Who this run still finds in the organization without a SCIM account: a leaver
+        // removed from SCIM but still a member has not been deprovisioned.
+        let mut members_left = std::collections::HashSet::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT finding_json FROM findings WHERE run_id = ?1 \
+                     AND kind = 'not_provisioned'",
+                )
+                .map_err(|e| self.err(e))?;
+            let texts = stmt
+                .query_map(params![run_id], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            for text in texts {
+                if let Ok(f) = serde_json::from_str::<Finding>(&text) {
+                    members_left.extend(
+                        [f.email, f.docker_id]
+                            .into_iter()
+                            .flatten()
+                            .map(|v| v.trim().to_lowercase()),
+                    );
+                }
+            }
+        }
         let mut out = Vec::new();
         for (key, kind, first, last, json) in rows {
             let Some(kind) = Kind::parse(&kind) else {
@@ -1111,6 +1139,16 @@ impl Store {
                         .map(|active| if active { "active" } else { "deactivated" })
                         .or(Some("removed")),
                     _ => None,
+                };
+                let still_member = entry.finding.as_ref().is_some_and(|f| {
+                    [&f.email, &f.docker_id]
+                        .into_iter()
+                        .flatten()
+                        .any(|v| members_left.contains(&v.trim().to_lowercase()))
+                });
+                let state = match state {
+                    Some("deactivated" | "removed") if still_member => Some(STILL_A_MEMBER),
+                    other => other,
                 };
                 entry.account_now = state.map(str::to_owned);
                 if matches!(state, Some("deactivated" | "removed")) {
@@ -2423,6 +2461,29 @@ mod tests {
         assert_eq!(found.findings[0].first_seen, Some(day("2026-11-10")));
         assert_eq!(found.findings[0].days_open, Some(14));
         assert!(found.resolved.is_empty());
+    }
+
+    // Regression: a leaver removed from SCIM but still a member of the organization was
+    // reported as deprovisioned ("account removed") while the same run listed the person
+    // as not_provisioned.
+    #[test]
+    fn a_leaver_out_of_scim_but_still_a_member_is_not_deprovisioned() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let mut member = leaver("a");
+        member.kind = Kind::NotProvisioned;
+        member.key = "not_provisioned:a".into();
+        member.account_id = None;
+        let second = reconciled_run(&mut store, &[], "2026-11-17", vec![member]);
+        let resolved = store.outcome(second).unwrap().unwrap().resolved;
+        assert_eq!(resolved.len(), 1);
+        let r = &resolved[0];
+        assert_eq!(r.key, "terminated_active:a");
+        assert_eq!(
+            r.account_now.as_deref(),
+            Some(crate::reconcile::STILL_A_MEMBER)
+        );
+        assert_eq!(r.days_to_deprovision, None, "no time to deprovision");
     }
 
     #[test]
