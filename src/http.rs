@@ -150,6 +150,21 @@ pub fn server_text(text: &str, secret: &str) -> String {
     out
 }
 
+/// A message of ours for the terminal: control and invisible characters that came in
+/// with data (an export's cell, a file name) are escaped as in [`server_text`], while the
+/// message's own line breaks and indentation stay.
+pub fn terminal_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && is_unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` with every occurrence of `secret` replaced by `[redacted]`.
 pub fn redact(text: &str, secret: &str) -> String {
     if secret.is_empty() || !text.contains(secret) {
@@ -260,6 +275,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regression: an IdP cell holding ANSI escapes reached the terminal raw inside an
+    // error message.
+    #[test]
+    fn terminal_text_escapes_what_came_with_data_and_keeps_line_breaks() {
+        let text = "row 3: `\u{1b}[31mred\u{202e}`\n  - next";
+        assert_eq!(
+            terminal_text(text),
+            "row 3: `\\u{1b}[31mred\\u{202e}`\n  - next"
+        );
+    }
     use reqwest::header::{HeaderMap, HeaderValue};
 
     fn headers(name: &'static str, value: &str) -> HeaderMap {

@@ -109,7 +109,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => exit.into(),
         Err(failure) => {
-            esay!("error: {}", failure.message);
+            esay!("error: {}", crate::http::terminal_text(&failure.message));
             failure.exit.into()
         }
     }
@@ -307,7 +307,7 @@ fn log_summary(result: &Result<Summary>, duration: Duration) {
                 findings = %findings,
                 duration_secs,
                 report = %report,
-                reason = s.reason.as_deref().unwrap_or(""),
+                reason = %crate::http::terminal_text(s.reason.as_deref().unwrap_or("")),
                 "run finished"
             );
         }
@@ -316,7 +316,7 @@ fn log_summary(result: &Result<Summary>, duration: Duration) {
             status = "failed",
             exit_code = f.exit as i32,
             duration_secs,
-            reason = %f.message,
+            reason = %crate::http::terminal_text(&f.message),
             "run failed"
         ),
     }

@@ -264,3 +264,22 @@ async fn an_entra_powershell_export_is_read_with_its_zone_and_guests_are_marked(
         "{spring:?}"
     );
 }
+
+// Regression: an export's cell holding terminal escapes reached the terminal raw inside
+// the error that names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escapes_in_an_export_never_reach_the_terminal() {
+    let server = demo::start(users(2), options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(
+        tmp.path(),
+        &[("user0000@testorg.example".into(), "\u{1b}[2JWEIRD\u{202e}")],
+    );
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let out = run(tmp.path(), config.to_str().unwrap(), &[]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("WEIRD"), "the cell is named: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(!stderr.contains('\u{202e}'), "{stderr:?}");
+}
