@@ -96,8 +96,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// Let this snapshot through the size-drop guard
-    #[arg(long, value_enum, value_name = "SOURCE")]
+    /// Let this snapshot through the size-drop guard (`snapshot` reads only SCIM)
+    #[arg(long, value_name = "SOURCE", value_parser = parse_scim_drop)]
     pub accept_drop: Vec<DropSource>,
 }
 
@@ -169,6 +169,17 @@ pub struct VerifyArgs {
     /// The report directory of one run, holding manifest.json
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// `--accept-drop` of `snapshot`: only `scim`, the one guard a snapshot has.
+fn parse_scim_drop(text: &str) -> Result<DropSource, String> {
+    match text {
+        "scim" => Ok(DropSource::Scim),
+        "idp" => {
+            Err("`snapshot` reads only SCIM: `idp` is accepted by `run` and `reconcile`".into())
+        }
+        other => Err(format!("`{other}` is not a source: use `scim`")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
