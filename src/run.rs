@@ -587,6 +587,7 @@ impl Job {
         let exceptions = self.read_exceptions()?;
 
         let mut store = self.open_store()?;
+        refuse_backdated(&store, as_of, None)?;
         let run_id = store
             .begin_run("run", Some(as_of))
             .map_err(|e| Failure::internal(&e))?;
@@ -1149,6 +1150,7 @@ impl Job {
         let as_of = as_of
             .or(run.as_of)
             .unwrap_or_else(|| Utc::now().date_naive());
+        refuse_backdated(&store, as_of, Some(run.id))?;
         let outcome = reconcile_step(
             &mut store,
             run.id,
@@ -1466,6 +1468,23 @@ impl Job {
 fn change_name(f: &crate::reconcile::Finding) -> &str {
     let change = f.evidence.get("change").map(String::as_str).unwrap_or("");
     change.split(':').next().unwrap_or(change)
+}
+
+/// Refuses a review date before that of a run already reconciled (other than `this`):
+/// finding history runs forward, and a back-dated review would give findings a first-seen
+/// date after their review date.
+fn refuse_backdated(store: &Store, as_of: NaiveDate, this: Option<i64>) -> Result<()> {
+    let latest = store
+        .latest_reconciled_as_of(this)
+        .map_err(|e| Failure::internal(&e))?;
+    match latest {
+        Some((run, date)) if date > as_of => Err(Failure::usage(format!(
+            "the review date {as_of} is before run {run}'s ({date}), already reconciled: \
+             finding history only runs forward. Use --as-of {date} or later, or a new store \
+             for a review of the past"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a snapshot whose accounts retention removed.

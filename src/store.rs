@@ -1509,6 +1509,21 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The newest review date of a reconciled run other than `except`, with its run.
+    pub fn latest_reconciled_as_of(&self, except: Option<i64>) -> Result<Option<(i64, NaiveDate)>> {
+        let row: Option<(i64, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT id, as_of FROM runs WHERE outcome_json IS NOT NULL AND as_of IS NOT NULL \
+                 AND id != ?1 ORDER BY as_of DESC, id DESC LIMIT 1",
+                params![except.unwrap_or(-1)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.and_then(|(id, d)| Some((id, d?.parse().ok()?))))
+    }
+
     /// The report directory run `run_id` recorded, and the SHA-256 of its manifest.
     pub fn manifest_record(&self, run_id: i64) -> Result<Option<(PathBuf, String)>> {
         let row: Option<(Option<String>, Option<String>)> = self

@@ -210,3 +210,26 @@ async fn a_bad_exceptions_file_stops_the_run_before_anything_is_fetched() {
     );
     assert!(server.request_log().is_empty(), "nothing was fetched");
 }
+
+// Regression: a run back-dated before one already reconciled wrote first-seen dates after
+// its own review date, and empty ages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_date_before_one_already_reconciled_is_refused() {
+    let server = demo::start(users(4), options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &people());
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let out = run(tmp.path(), &config, "2026-11-30").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(tmp.path(), &config, "2026-11-30").await;
+    assert_eq!(out.status.code(), Some(0), "the same date again is fine");
+    let out = run(tmp.path(), &config, "2026-11-01").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("only runs forward"), "{stderr}");
+    assert_eq!(
+        report_dirs(&tmp.path().join("reports")).len(),
+        2,
+        "nothing was run"
+    );
+}
