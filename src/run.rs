@@ -1334,10 +1334,11 @@ impl Job {
                     .map(|s| s.accounts.to_string())
                     .unwrap_or_else(|| "-".into()),
                 findings,
-                run.report_dir
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default()
+                match &run.report_dir {
+                    Some(_) if run.pruned => "(report removed by retention)".to_string(),
+                    Some(d) => d.display().to_string(),
+                    None => String::new(),
+                }
             );
             if let Some(reason) = &run.reason {
                 say!("       reason: {reason}");

@@ -636,6 +636,11 @@ async fn retention_prunes_old_snapshots_and_report_directories_and_keeps_the_his
         text(&diff.stderr)
     );
     // Regression: `send` on a pruned run said only "cannot read manifest.json".
+    let history = text(&setup.run(&["history"]).await.stdout);
+    assert!(
+        history.contains("(report removed by retention)"),
+        "a pruned run does not point at its deleted report: {history}"
+    );
     let send = setup.run(&["send", "--run", "1", "--dry-run"]).await;
     assert_eq!(send.status.code(), Some(2));
     assert!(
