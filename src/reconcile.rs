@@ -298,6 +298,24 @@ fn normalize_opt(value: Option<&str>) -> Option<String> {
     value.and_then(normalize)
 }
 
+/// [`normalize`] without copying a value that is already normalized (trimmed, ASCII,
+/// lowercase), as most emails are: for the large lookup maps.
+fn normalize_ref(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    if trimmed.is_ascii() && !trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(Cow::Borrowed(trimmed));
+    }
+    normalize(trimmed).map(Cow::Owned)
+}
+
+fn normalize_ref_opt(value: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    value.and_then(normalize_ref)
+}
+
 /// How an account was matched to a person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Basis {
@@ -967,8 +985,8 @@ fn identifier_changed(account: &Account, person: &Person) -> Finding {
 
 /// The members export, indexed by normalized email and Docker ID.
 struct MemberIndex<'a> {
-    by_email: HashMap<String, &'a Member>,
-    by_username: HashMap<String, &'a Member>,
+    by_email: HashMap<std::borrow::Cow<'a, str>, &'a Member>,
+    by_username: HashMap<std::borrow::Cow<'a, str>, &'a Member>,
 }
 
 impl<'a> MemberIndex<'a> {
@@ -976,10 +994,10 @@ impl<'a> MemberIndex<'a> {
         let mut by_email = HashMap::default();
         let mut by_username = HashMap::default();
         for m in members {
-            if let Some(k) = normalize_opt(m.email.as_deref()) {
+            if let Some(k) = normalize_ref_opt(m.email.as_deref()) {
                 by_email.entry(k).or_insert(m);
             }
-            if let Some(k) = normalize_opt(m.username.as_deref()) {
+            if let Some(k) = normalize_ref_opt(m.username.as_deref()) {
                 by_username.entry(k).or_insert(m);
             }
         }
@@ -993,11 +1011,11 @@ impl<'a> MemberIndex<'a> {
     fn find(&self, account: &Account) -> Option<(&'a Member, &'static str)> {
         std::iter::once(account.user_name.as_deref())
             .chain(account.emails.iter().map(|e| Some(e.value.as_str())))
-            .filter_map(normalize_opt)
-            .find_map(|k| self.by_email.get(&k).map(|m| (*m, "email")))
+            .filter_map(normalize_ref_opt)
+            .find_map(|k| self.by_email.get(k.as_ref()).map(|m| (*m, "email")))
             .or_else(|| {
-                normalize_opt(account.display_name.as_deref())
-                    .and_then(|k| self.by_username.get(&k).map(|m| (*m, "Docker ID")))
+                normalize_ref_opt(account.display_name.as_deref())
+                    .and_then(|k| self.by_username.get(k.as_ref()).map(|m| (*m, "Docker ID")))
             })
     }
 }
@@ -1317,24 +1335,24 @@ fn rank(role: &str) -> u8 {
 fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
     // Each key of a SCIM account, and whether any account holding it is active: a member
     // whose only SCIM account is deactivated still holds access.
-    let mut scim_keys: HashMap<String, bool> = HashMap::default();
-    let mut scim_ids: HashMap<String, bool> = HashMap::default();
+    let mut scim_keys: HashMap<std::borrow::Cow<'_, str>, bool> = HashMap::default();
+    let mut scim_ids: HashMap<std::borrow::Cow<'_, str>, bool> = HashMap::default();
     for a in inputs.accounts {
         for k in std::iter::once(a.user_name.as_deref())
             .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
-            .filter_map(normalize_opt)
+            .filter_map(normalize_ref_opt)
         {
             *scim_keys.entry(k).or_default() |= a.active;
         }
-        if let Some(k) = normalize_opt(a.display_name.as_deref()) {
+        if let Some(k) = normalize_ref_opt(a.display_name.as_deref()) {
             *scim_ids.entry(k).or_default() |= a.active;
         }
     }
-    let mut people: HashMap<String, &Person> = HashMap::default();
+    let mut people: HashMap<std::borrow::Cow<'_, str>, &Person> = HashMap::default();
     for p in inputs.people {
         for k in std::iter::once(p.email.as_deref())
             .chain(p.aliases.iter().map(|a| Some(a.as_str())))
-            .filter_map(normalize_opt)
+            .filter_map(normalize_ref_opt)
         {
             let slot = people.entry(k).or_insert(p);
             // Terminated wins, as in matching.
@@ -1352,21 +1370,22 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
         {
             continue;
         }
-        let email = normalize_opt(m.email.as_deref());
-        let username = normalize_opt(m.username.as_deref());
+        let email = normalize_ref_opt(m.email.as_deref());
+        let username = normalize_ref_opt(m.username.as_deref());
         let scim = [
-            email.as_ref().and_then(|e| scim_keys.get(e)),
-            username.as_ref().and_then(|u| scim_ids.get(u)),
+            email.as_ref().and_then(|e| scim_keys.get(e.as_ref())),
+            username.as_ref().and_then(|u| scim_ids.get(u.as_ref())),
         ];
         if scim.contains(&Some(&true)) {
             continue;
         }
         let deactivated = scim.contains(&Some(&false));
         let subject = username
-            .clone()
-            .or_else(|| email.clone())
+            .as_deref()
+            .or(email.as_deref())
+            .map(str::to_owned)
             .unwrap_or_else(|| format!("row{}", m.row));
-        let person = email.as_ref().and_then(|e| people.get(e));
+        let person = email.as_ref().and_then(|e| people.get(e.as_ref()));
         let what = if deactivated {
             "Hub member whose SCIM account is deactivated (still a member)"
         } else {
@@ -1560,17 +1579,19 @@ fn seats(
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
     // Invitees hold seats too; one the members list already shows as an invitee counts once.
-    let listed: HashSet<String> = inputs
-        .members
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|m| [m.email.as_deref(), m.username.as_deref()])
-        .filter_map(normalize_opt)
-        .collect();
     let invited = inputs.invites.map_or(0, |invites| {
+        let listed: HashSet<std::borrow::Cow<'_, str>> = inputs
+            .members
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|m| [m.email.as_deref(), m.username.as_deref()])
+            .filter_map(normalize_ref_opt)
+            .collect();
         invites
             .iter()
-            .filter(|i| normalize_opt(i.invitee.as_deref()).is_none_or(|k| !listed.contains(&k)))
+            .filter(|i| {
+                normalize_ref_opt(i.invitee.as_deref()).is_none_or(|k| !listed.contains(k.as_ref()))
+            })
             .count() as u64
     });
     let in_use = members + invited;
