@@ -1490,11 +1490,24 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
         days_open: None,
     };
 
-    let mut rows_by_email: HashMap<String, Vec<&Person>> =
+    // The first row of each email, and the later rows of the few emails listed twice: no
+    // list per person.
+    let mut first_by_email: HashMap<std::borrow::Cow<'_, str>, &Person> =
         HashMap::with_capacity_and_hasher(people.len(), Default::default());
+    let mut repeats: HashMap<std::borrow::Cow<'_, str>, Vec<&Person>> = HashMap::default();
     for p in people {
-        match normalize_opt(p.email.as_deref()) {
-            Some(k) => rows_by_email.entry(k).or_default().push(p),
+        match normalize_ref_opt(p.email.as_deref()) {
+            Some(k) => match first_by_email.entry(k) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    repeats
+                        .entry(first.key().clone())
+                        .or_insert_with(|| vec![*first.get()])
+                        .push(p);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(p);
+                }
+            },
             None if p.aliases.is_empty() && normalize_opt(p.employee_id.as_deref()).is_none() => {
                 let mut f = finding(
                     format!("data_quality:person_without_key:row{}", p.row),
@@ -1510,9 +1523,9 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
             None => {}
         }
     }
-    let mut duplicates: Vec<(String, Vec<&Person>)> = rows_by_email
+    let mut duplicates: Vec<(String, Vec<&Person>)> = repeats
         .into_iter()
-        .filter(|(_, r)| r.len() > 1)
+        .map(|(email, rows)| (email.into_owned(), rows))
         .collect();
     duplicates.sort_by(|x, y| x.0.cmp(&y.0));
     for (email, rows) in duplicates {
