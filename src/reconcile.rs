@@ -991,8 +991,8 @@ struct MemberIndex<'a> {
 
 impl<'a> MemberIndex<'a> {
     fn new(members: &'a [Member]) -> Self {
-        let mut by_email = HashMap::default();
-        let mut by_username = HashMap::default();
+        let mut by_email = HashMap::with_capacity_and_hasher(members.len(), Default::default());
+        let mut by_username = HashMap::with_capacity_and_hasher(members.len(), Default::default());
         for m in members {
             if let Some(k) = normalize_ref_opt(m.email.as_deref()) {
                 by_email.entry(k).or_insert(m);
@@ -1335,8 +1335,9 @@ fn rank(role: &str) -> u8 {
 fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
     // Each key of a SCIM account, and whether any account holding it is active: a member
     // whose only SCIM account is deactivated still holds access.
-    let mut scim_keys: HashMap<std::borrow::Cow<'_, str>, bool> = HashMap::default();
-    let mut scim_ids: HashMap<std::borrow::Cow<'_, str>, bool> = HashMap::default();
+    let sized = |n: usize| HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut scim_keys: HashMap<std::borrow::Cow<'_, str>, bool> = sized(inputs.accounts.len() * 2);
+    let mut scim_ids: HashMap<std::borrow::Cow<'_, str>, bool> = sized(inputs.accounts.len());
     for a in inputs.accounts {
         for k in std::iter::once(a.user_name.as_deref())
             .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
@@ -1348,7 +1349,8 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             *scim_ids.entry(k).or_default() |= a.active;
         }
     }
-    let mut people: HashMap<std::borrow::Cow<'_, str>, &Person> = HashMap::default();
+    let mut people: HashMap<std::borrow::Cow<'_, str>, &Person> =
+        HashMap::with_capacity_and_hasher(inputs.people.len(), Default::default());
     for p in inputs.people {
         for k in std::iter::once(p.email.as_deref())
             .chain(p.aliases.iter().map(|a| Some(a.as_str())))
