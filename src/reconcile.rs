@@ -1030,28 +1030,24 @@ fn idle_seat(
     let (member, joined_by) = index.find(account)?;
     let idle_days = i64::from(inputs.review.idle_days);
     let (seen, field) = member.last_activity();
-    let key = account_key(Kind::IdleSeat, account);
-    let mut f = with_person(
-        base(Kind::IdleSeat, Severity::Low, key, account),
-        person,
-        basis,
-    );
-    member_evidence(&mut f, member);
-    f.evidence
-        .insert("member_matched_by".into(), joined_by.into());
-    match seen {
+    // Decide first: most members are not idle, and a finding is built only for those that are.
+    let (reason, evidence) = match seen {
         Seen::Unknown => return None,
         Seen::At(at) => {
             let days = (inputs.as_of - at.date_naive()).num_days();
             if days <= idle_days {
                 return None;
             }
-            f.reason = format!("no activity for {days} days (more than {idle_days})");
-            f.evidence.insert("last_activity".into(), at.to_rfc3339());
-            f.evidence.insert(
-                "decided_by".into(),
-                format!("{field} ({})", member.activity_source.label()),
-            );
+            (
+                format!("no activity for {days} days (more than {idle_days})"),
+                [
+                    ("last_activity", at.to_rfc3339()),
+                    (
+                        "decided_by",
+                        format!("{field} ({})", member.activity_source.label()),
+                    ),
+                ],
+            )
         }
         Seen::Never => {
             let (joined, source) = match (member.date_joined, account.created) {
@@ -1066,10 +1062,24 @@ fn idle_seat(
             if days <= idle_days {
                 return None;
             }
-            f.reason = format!("never signed in; joined {days} days ago (more than {idle_days})");
-            f.evidence.insert("joined".into(), joined.to_rfc3339());
-            f.evidence.insert("decided_by".into(), source);
+            (
+                format!("never signed in; joined {days} days ago (more than {idle_days})"),
+                [("joined", joined.to_rfc3339()), ("decided_by", source)],
+            )
         }
+    };
+    let key = account_key(Kind::IdleSeat, account);
+    let mut f = with_person(
+        base(Kind::IdleSeat, Severity::Low, key, account),
+        person,
+        basis,
+    );
+    member_evidence(&mut f, member);
+    f.evidence
+        .insert("member_matched_by".into(), joined_by.into());
+    f.reason = reason;
+    for (k, v) in evidence {
+        f.evidence.insert(k.into(), v);
     }
     Some(f)
 }
