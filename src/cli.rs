@@ -207,6 +207,12 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|e| format!("`{text}` is not a date in the form YYYY-MM-DD ({e})"))
+    use chrono::Datelike as _;
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("`{text}` is not a date in the form YYYY-MM-DD ({e})"))?;
+    // Four-digit years only: dates are stored as text and must sort as they compare.
+    if !(1000..=9999).contains(&date.year()) {
+        return Err(format!("`{text}`: the year must have four digits"));
+    }
+    Ok(date)
 }

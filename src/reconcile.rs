@@ -393,6 +393,37 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     findings.extend(privileged(inputs.accounts));
     findings.extend(unknown_roles(inputs.accounts));
     let active = || inputs.accounts.iter().filter(|a| a.active);
+    let without_role: Vec<&Account> = active().filter(|a| a.role.is_none()).collect();
+    if !without_role.is_empty() && without_role.len() < active().count() {
+        // Some accounts carry a role and these do not: owners among them would be missed.
+        let mut f = base(
+            Kind::DataQuality,
+            Severity::Medium,
+            "data_quality:accounts_without_role".into(),
+            without_role[0],
+        );
+        f.account_id = None;
+        f.docker_id = None;
+        f.email = None;
+        f.name = None;
+        f.role = None;
+        f.team = None;
+        f.reason = format!(
+            "{} active SCIM accounts carry no Docker role (`dockerRole`) while the others \
+             do: any owner or editor among them is missing from privileged; check them in \
+             Docker Hub",
+            without_role.len()
+        );
+        let shown: Vec<&str> = without_role
+            .iter()
+            .take(20)
+            .map(|a| a.id.as_str())
+            .collect();
+        f.evidence.insert("accounts".into(), shown.join(", "));
+        f.evidence
+            .insert("count".into(), without_role.len().to_string());
+        findings.push(f);
+    }
     if active().next().is_some() && !active().any(|a| a.role.is_some()) {
         not_evaluated.insert(
             Kind::Privileged,
@@ -1476,6 +1507,26 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             first_seen: None,
             days_open: None,
         });
+        // A leaver who is still a member has access as surely as one with an active SCIM
+        // account: a leaver too, so the headline count of leavers never reads 0 for them.
+        if let Some(p) = person.filter(|p| p.is_terminated(inputs.as_of)) {
+            let mut leaver = out[out.len() - 1].clone();
+            leaver.kind = Kind::TerminatedActive;
+            leaver.severity = Severity::Critical;
+            leaver.key = format!("terminated_active:{subject}");
+            leaver.reason = format!(
+                "the IdP says \"{}\", but the person is still a member of the organization \
+                 ({})",
+                p.status.as_deref().unwrap_or("terminated"),
+                if deactivated {
+                    "the SCIM account is deactivated"
+                } else {
+                    "no SCIM account"
+                }
+            );
+            leaver.match_basis = "Hub member's email = IdP email".into();
+            out.push(leaver);
+        }
     }
     out
 }
@@ -2667,5 +2718,51 @@ mod tests {
             ["data_quality:unknown_role:a"]
         );
         assert_eq!(outcome.counts[&Kind::Privileged], Some(0));
+    }
+
+    // Regression: an owner whose role came as a list, or accounts without a role beside
+    // others with one, left privileged at an evaluated 0.
+    #[test]
+    fn accounts_without_a_role_beside_others_are_a_data_quality_finding() {
+        let member = account("a", Some("a@example.com"));
+        let mut bare = account("b", Some("b@example.com"));
+        bare.role = None;
+        let mut listed = account("c", Some("c@example.com"));
+        listed.role = Some(r#"["owner"]"#.into());
+        let people = [
+            person(2, Some("a@example.com"), false),
+            person(3, Some("b@example.com"), false),
+            person(4, Some("c@example.com"), false),
+        ];
+        let outcome = run(&[member, bare, listed], &people, None, None);
+        assert_eq!(
+            keys(&outcome, Kind::DataQuality),
+            [
+                "data_quality:unknown_role:c",
+                "data_quality:accounts_without_role"
+            ]
+        );
+    }
+
+    // Regression: a leaver removed from SCIM but still a member made the leaver count 0.
+    #[test]
+    fn a_leaver_who_is_still_a_member_without_a_scim_account_is_a_leaver() {
+        let mut gone = account("id-3", Some("u3@x.test"));
+        gone.active = false;
+        let people = [person(2, Some("u3@x.test"), true)];
+        let still_there = member("u3@x.test", Seen::At(at("2026-11-29T00:00:00Z")), None);
+        let outcome = run(&[gone], &people, Some(&[still_there]), None);
+        assert_eq!(outcome.counts[&Kind::TerminatedActive], Some(1));
+        let leaver = outcome
+            .findings
+            .iter()
+            .find(|f| f.kind == Kind::TerminatedActive)
+            .unwrap();
+        assert!(
+            leaver.reason.contains("still a member"),
+            "{}",
+            leaver.reason
+        );
+        assert_eq!(outcome.counts[&Kind::NotProvisioned], Some(1));
     }
 }

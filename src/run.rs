@@ -195,7 +195,9 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
                 crate::verify::run(&args.dir, &job.config.store.path).map_err(Failure::usage)?;
             {
                 use std::io::Write as _;
-                let _ = write!(std::io::stdout(), "{verification}");
+                // File names and manifest fields are data: never raw to the terminal.
+                let text = crate::http::terminal_text(&verification.to_string());
+                let _ = write!(std::io::stdout(), "{text}");
             }
             // A report that is not what was written counts like open findings: exit 1.
             Ok(if verification.is_clean() {
@@ -240,7 +242,7 @@ async fn doctor(
         }
     };
     for check in &checks {
-        say!("{check}");
+        say!("{}", crate::http::terminal_text(&check.to_string()));
     }
     Ok(exit)
 }

@@ -977,6 +977,17 @@ fn text_at(object: &Map<String, Value>, key: &str) -> Option<String> {
     get(object, key).and_then(as_text)
 }
 
+/// `dockerRole` as text. A value that is present but not text (a list, an object) is
+/// kept as its JSON, escaped, so that reconciliation reports it as an unknown role instead
+/// of reading the account as having none.
+fn role_at(object: &Map<String, Value>) -> Option<String> {
+    match get(object, "dockerRole")? {
+        Value::Null => None,
+        v @ (Value::Array(_) | Value::Object(_)) => Some(http::server_text(&v.to_string(), "")),
+        v => as_text(v),
+    }
+}
+
 fn date_at(object: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
     let text = text_at(object, key)?;
     DateTime::parse_from_rfc3339(&text)
@@ -1027,7 +1038,7 @@ pub fn parse_account(resource: &Value) -> Result<Account, String> {
         active,
         emails,
         groups,
-        role: docker.and_then(|d| text_at(d, "dockerRole")),
+        role: docker.and_then(role_at),
         team: docker.and_then(|d| text_at(d, "dockerTeam")),
         org: docker.and_then(|d| text_at(d, "dockerOrg")),
         created: meta.and_then(|m| date_at(m, "created")),
@@ -1274,5 +1285,16 @@ mod tests {
         assert_eq!(detail, " (Bearer [redacted] refused\\u{1b}[31m)");
         let long = format!(r#"{{"detail": "{}tok-9"}}"#, "x".repeat(197));
         assert!(!scim_error_detail(&long, "tok-9").contains("tok"));
+    }
+
+    // Regression: a `dockerRole` sent as a list or an object read as no role at all.
+    #[test]
+    fn a_role_that_is_not_text_is_kept_as_json_not_dropped() {
+        let resource = serde_json::json!({
+            "id": "1",
+            "urn:ietf:params:scim:schemas:extension:docker:2.0:User": {"dockerRole": ["owner"]}
+        });
+        let account = parse_account(&resource).unwrap();
+        assert_eq!(account.role.as_deref(), Some(r#"["owner"]"#));
     }
 }

@@ -282,4 +282,15 @@ async fn escapes_in_an_export_never_reach_the_terminal() {
     assert!(stderr.contains("WEIRD"), "the cell is named: {stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     assert!(!stderr.contains('\u{202e}'), "{stderr:?}");
+
+    // doctor names the same cell, escaped too.
+    let out = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "doctor"],
+        &[("HUBREVIEW_SCIM_TOKEN", TOKEN)],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("WEIRD"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
 }

@@ -306,6 +306,19 @@ async fn a_report_rewritten_with_its_manifest_is_neither_sent_nor_verified() {
     assert_eq!(verified.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("CHANGED   manifest.json"), "{stdout}");
 
+    // A file name that would drive the terminal is shown escaped.
+    std::fs::write(copy.join("\u{1b}[2Jok.csv"), "x").unwrap();
+    let verified = hubreview(
+        tmp.path(),
+        &["--config", config_arg, "verify", copy_arg],
+        &[],
+    )
+    .await;
+    let stdout = text(&verified.stdout);
+    assert!(stdout.contains("UNLISTED"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    std::fs::remove_file(copy.join("\u{1b}[2Jok.csv")).unwrap();
+
     // Without the store, nothing can vouch for the manifest: not verified, exit 1.
     let alone = hubreview(tmp.path(), &["verify", copy_arg], &[]).await;
     let stdout = text(&alone.stdout);
