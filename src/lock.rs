@@ -43,6 +43,10 @@ pub enum LockError {
 pub struct RunLock {
     file: File,
     path: PathBuf,
+    /// The store file itself, locked too when it exists, so that a hard link to it (a
+    /// path with a lock file of its own) cannot run beside this one. SQLite's own locks
+    /// are `fcntl` locks, which `flock` does not touch.
+    _store: Option<File>,
 }
 
 /// The lock file of the store at `store`: `<store>.lock`.
@@ -128,7 +132,24 @@ impl RunLock {
             .and_then(|_| file.write_all(holder.as_bytes()))
             .and_then(|_| file.flush());
         debug!(path = %path.display(), "run lock taken");
-        Ok(RunLock { file, path })
+        let store_file = match File::open(store) {
+            Ok(f) => match fs4::FileExt::try_lock(&f) {
+                Ok(()) => Some(f),
+                Err(fs4::TryLockError::WouldBlock) => {
+                    return Err(LockError::Held {
+                        path: store.to_path_buf(),
+                        holder: Some("a run using this store under another name".into()),
+                    });
+                }
+                Err(fs4::TryLockError::Error(cause)) => return Err(io(cause)),
+            },
+            Err(_) => None,
+        };
+        Ok(RunLock {
+            file,
+            path,
+            _store: store_file,
+        })
     }
 
     /// The lock file.
@@ -219,5 +240,23 @@ mod tests {
         let err = RunLock::acquire(&dir.path().join("s.db")).unwrap_err();
         assert!(matches!(err, LockError::Io { .. }), "{err:?}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    // Regression: a hard link to a store has a path, and so a lock file, of its own.
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_to_the_store_shares_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("hub.db");
+        std::fs::write(&store, b"").unwrap();
+        let link = dir.path().join("hard.db");
+        std::fs::hard_link(&store, &link).unwrap();
+        let held = RunLock::acquire(&store).unwrap();
+        assert!(matches!(
+            RunLock::acquire(&link),
+            Err(LockError::Held { .. })
+        ));
+        drop(held);
+        assert!(RunLock::acquire(&link).is_ok());
     }
 }
