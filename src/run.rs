@@ -1218,6 +1218,13 @@ impl Job {
 
     /// `hubreview send`: delivers a stored run's report.
     async fn send_only(&self, run: Option<i64>, dry_run: bool) -> Result<Exit> {
+        // Sending needs a store that holds the run: never create one.
+        if !self.config.store.path.is_file() {
+            return Err(Failure::usage(format!(
+                "no store at `{}`: `send` re-sends a stored run's report; check `store.path`",
+                self.config.store.path.display()
+            )));
+        }
         let store = self.open_store()?;
         let run = match run {
             Some(id) => load_run(&store, id)?,

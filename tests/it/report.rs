@@ -329,3 +329,23 @@ async fn a_report_rewritten_with_its_manifest_is_neither_sent_nor_verified() {
         "verify takes no lock"
     );
 }
+
+// Regression: `send` without a store created an empty one before failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_without_a_store_creates_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hubreview(
+        tmp.path(),
+        &[
+            "--set",
+            "store.path=absent/hubreview.db",
+            "send",
+            "--dry-run",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no store at"));
+    assert!(!tmp.path().join("absent/hubreview.db").exists());
+}
