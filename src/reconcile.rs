@@ -168,6 +168,29 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding about nobody yet: every account and person field empty.
+    pub fn new(kind: Kind, severity: Severity, key: String) -> Finding {
+        Finding {
+            kind,
+            severity,
+            key,
+            account_id: None,
+            docker_id: None,
+            email: None,
+            name: None,
+            role: None,
+            team: None,
+            person_email: None,
+            person_status: None,
+            match_basis: String::new(),
+            reason: String::new(),
+            evidence: BTreeMap::new(),
+            exception: None,
+            first_seen: None,
+            days_open: None,
+        }
+    }
+
     /// Accepted by an exception still in force: shown, but not counted, and never a
     /// reason to fail the run.
     pub fn is_accepted(&self) -> bool {
@@ -885,23 +908,13 @@ fn match_accounts(
 
 fn base(kind: Kind, severity: Severity, key: String, account: &Account) -> Finding {
     Finding {
-        kind,
-        severity,
-        key,
         account_id: Some(account.id.clone()),
         docker_id: account.display_name.clone(),
         email: account.email().map(str::to_owned),
         name: account.full_name(),
         role: account.role.clone(),
         team: account.team.clone(),
-        person_email: None,
-        person_status: None,
-        match_basis: String::new(),
-        reason: String::new(),
-        evidence: BTreeMap::new(),
-        exception: None,
-        first_seen: None,
-        days_open: None,
+        ..Finding::new(kind, severity, key)
     }
 }
 
@@ -1161,26 +1174,21 @@ fn pending_invites(invites: &[Invite], inputs: &Inputs<'_>) -> Vec<Finding> {
             evidence.insert("inviter".into(), inviter.clone());
         }
         out.push(Finding {
-            kind: Kind::PendingInvite,
-            severity: Severity::Low,
-            key: format!("pending_invite:{subject}"),
-            account_id: None,
             docker_id: invite.docker_id().map(str::to_owned),
             email: invite.email().map(str::to_owned),
-            name: None,
             role: invite.role.clone(),
             team: invite.team.clone(),
-            person_email: None,
-            person_status: None,
             match_basis: "an invite, not yet accepted".into(),
             reason: format!(
                 "invited {days} days ago (more than {limit}) and not accepted; the invite \
                  holds a seat"
             ),
             evidence,
-            exception: None,
-            first_seen: None,
-            days_open: None,
+            ..Finding::new(
+                Kind::PendingInvite,
+                Severity::Low,
+                format!("pending_invite:{subject}"),
+            )
         });
     }
     out
@@ -1451,40 +1459,12 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
             ),
             None => (Severity::High, format!("{what}, unknown to the IdP")),
         };
-        let mut holder = Finding {
-            kind: Kind::NotProvisioned,
-            severity,
-            key: format!("not_provisioned:{subject}"),
-            account_id: None,
-            docker_id: None,
-            email: None,
-            name: None,
-            role: None,
-            team: None,
-            person_email: None,
-            person_status: None,
-            match_basis: String::new(),
-            reason: String::new(),
-            evidence: BTreeMap::new(),
-            exception: None,
-            first_seen: None,
-            days_open: None,
-        };
-        member_evidence(&mut holder, m);
-        let mut evidence = holder.evidence;
-        if let Some(d) = m.date_joined {
-            evidence.insert("date_joined".into(), d.to_rfc3339());
-        }
         let reason = if m.is_guest() {
             format!("{reason} (a guest member)")
         } else {
             reason
         };
-        out.push(Finding {
-            kind: Kind::NotProvisioned,
-            severity,
-            key: format!("not_provisioned:{subject}"),
-            account_id: None,
+        let mut f = Finding {
             docker_id: m.username.clone(),
             email: m.email.clone(),
             name: m.name.clone(),
@@ -1502,11 +1482,17 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
                 }
             ),
             reason,
-            evidence,
-            exception: None,
-            first_seen: None,
-            days_open: None,
-        });
+            ..Finding::new(
+                Kind::NotProvisioned,
+                severity,
+                format!("not_provisioned:{subject}"),
+            )
+        };
+        member_evidence(&mut f, m);
+        if let Some(d) = m.date_joined {
+            f.evidence.insert("date_joined".into(), d.to_rfc3339());
+        }
+        out.push(f);
         // A leaver who is still a member has access as surely as one with an active SCIM
         // account: a leaver too, so the headline count of leavers never reads 0 for them.
         if let Some(p) = person.filter(|p| p.is_terminated(inputs.as_of)) {
@@ -1534,23 +1520,9 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
 fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Vec<Finding> {
     let mut out = Vec::new();
     let finding = |key: String, reason: String, evidence: BTreeMap<String, String>| Finding {
-        kind: Kind::DataQuality,
-        severity: Severity::Medium,
-        key,
-        account_id: None,
-        docker_id: None,
-        email: None,
-        name: None,
-        role: None,
-        team: None,
-        person_email: None,
-        person_status: None,
-        match_basis: String::new(),
         reason,
         evidence,
-        exception: None,
-        first_seen: None,
-        days_open: None,
+        ..Finding::new(Kind::DataQuality, Severity::Medium, key)
     };
 
     // The first row of each email, and the later rows of the few emails listed twice: no

@@ -438,16 +438,11 @@ impl Job {
                         .to_owned(),
                 );
             }
-            if let Some(token) = &self.secrets.scim_token
-                && token.chars().any(|c| c.is_control())
-            {
-                problems.push(
-                    "the SCIM token (HUBREVIEW_SCIM_TOKEN, or the file \
-                         HUBREVIEW_SCIM_TOKEN_FILE names) holds a control character (a line \
-                         break inside it?); set it to the token alone"
-                        .to_owned(),
-                );
-            }
+            problems.extend(control_character_in(
+                "SCIM",
+                "HUBREVIEW_SCIM_TOKEN",
+                self.secrets.scim_token.as_deref(),
+            ));
             if let Err(e) = crate::scim::check(&self.config.scim) {
                 problems.push(e);
             }
@@ -459,13 +454,11 @@ impl Job {
                          of `hub.username`, or unset `hub.org` and `hub.username`"
                             .to_owned(),
                     ),
-                    Some(token) if token.chars().any(|c| c.is_control()) => problems.push(
-                        "the Hub token (HUBREVIEW_HUB_TOKEN, or the file \
-                         HUBREVIEW_HUB_TOKEN_FILE names) holds a control character (a line \
-                         break inside it?); set it to the token alone"
-                            .to_owned(),
-                    ),
-                    Some(_) => {}
+                    token => problems.extend(control_character_in(
+                        "Hub",
+                        "HUBREVIEW_HUB_TOKEN",
+                        token.as_deref(),
+                    )),
                 }
                 if let Err(e) = crate::hub::check(&self.config.hub, &self.config.scim) {
                     problems.push(e);
@@ -1480,6 +1473,17 @@ fn change_name(f: &crate::reconcile::Finding) -> &str {
     change.split(':').next().unwrap_or(change)
 }
 
+/// Why a token from `variable` (or the file `<variable>_FILE` names) cannot be sent: it
+/// holds a control character, such as a line break inside it.
+fn control_character_in(what: &str, variable: &str, token: Option<&str>) -> Option<String> {
+    token.filter(|t| t.chars().any(char::is_control)).map(|_| {
+        format!(
+            "the {what} token ({variable}, or the file {variable}_FILE names) holds a control \
+             character (a line break inside it?); set it to the token alone"
+        )
+    })
+}
+
 /// Refuses a review date before that of a run already reconciled (other than `this`):
 /// finding history runs forward, and a back-dated review would give findings a first-seen
 /// date after their review date.
@@ -1857,10 +1861,21 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
         None => None,
     };
     let internal = |e: crate::store::StoreError| Failure::internal(&e);
-    let hub_info = match &snapshot {
-        Some(s) => store.hub(s.id).map_err(internal)?.map(|hub| {
-            fn listing<T>(l: &crate::hub::Listing<T>) -> report::HubListing {
+    // Only what was recorded of each listing: the report needs no members.
+    let listings = match &snapshot {
+        Some(s) => store.hub_listings(s.id).map_err(internal)?,
+        None => Vec::new(),
+    };
+    let hub_info = listings.first().map(|first| {
+        let listing = |name: &str| {
+            listings.iter().find(|l| l.listing == name).map_or(
                 report::HubListing {
+                    status: "incomplete".into(),
+                    reason: Some("not read".into()),
+                    received: 0,
+                    count: None,
+                },
+                |l| report::HubListing {
                     status: if l.completeness.is_complete() {
                         "complete"
                     } else {
@@ -1868,19 +1883,18 @@ fn report_input(store: &Store, run: &RunRow, config: &Config) -> Result<ReportIn
                     }
                     .into(),
                     reason: l.completeness.reason().map(str::to_owned),
-                    received: l.items.len() as u64,
+                    received: l.items,
                     count: l.count,
-                }
-            }
-            report::HubInfo {
-                url: hub.url.clone(),
-                org: hub.org.clone(),
-                members: listing(&hub.members),
-                invites: listing(&hub.invites),
-            }
-        }),
-        None => None,
-    };
+                },
+            )
+        };
+        report::HubInfo {
+            url: first.url.clone(),
+            org: first.org.clone(),
+            members: listing("members"),
+            invites: listing("invites"),
+        }
+    });
     let (status, reason) = match (&snapshot, &outcome) {
         (Some(s), _) if !s.completeness.is_complete() => {
             ("incomplete", s.completeness.reason().map(str::to_owned))

@@ -647,65 +647,70 @@ impl Store {
         Ok(snapshot_id)
     }
 
+    /// What was recorded of each Hub listing read with a snapshot (no items): empty when
+    /// the Hub API was not read for it.
+    pub fn hub_listings(&self, snapshot_id: i64) -> Result<Vec<HubListingRow>> {
+        let mut listings = self
+            .conn
+            .prepare(
+                "SELECT listing, source_url, org, status, reason, count, pages, items \
+                 FROM hub_listings WHERE snapshot_id = ?1 ORDER BY listing",
+            )
+            .map_err(|e| self.err(e))?;
+        listings
+            .query_map(params![snapshot_id], |r| {
+                let status: String = r.get(3)?;
+                let reason: Option<String> = r.get(4)?;
+                Ok(HubListingRow {
+                    listing: r.get(0)?,
+                    url: r.get(1)?,
+                    org: r.get(2)?,
+                    completeness: if status == "complete" {
+                        Completeness::Complete
+                    } else {
+                        Completeness::Incomplete {
+                            reason: reason.unwrap_or_else(|| "no reason recorded".into()),
+                        }
+                    },
+                    count: r.get::<_, Option<i64>>(5)?.map(|c| c as u64),
+                    pages: r.get::<_, i64>(6)? as u32,
+                    items: r.get::<_, i64>(7)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// The Hub members and invites stored with a snapshot; `None` when the Hub API was not
     /// read for it.
     #[instrument(skip_all, fields(snapshot_id))]
     pub fn hub(&self, snapshot_id: i64) -> Result<Option<HubSnapshot>> {
-        let mut listings = self
-            .conn
-            .prepare(
-                "SELECT listing, source_url, org, status, reason, count, pages FROM hub_listings \
-                 WHERE snapshot_id = ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = listings
-            .query_map(params![snapshot_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
-        if rows.is_empty() {
+        let rows = self.hub_listings(snapshot_id)?;
+        let Some(first) = rows.first() else {
             return Ok(None);
-        }
+        };
         let mut snapshot = HubSnapshot {
-            url: rows[0].1.clone(),
-            org: rows[0].2.clone(),
+            url: first.url.clone(),
+            org: first.org.clone(),
             members: Listing::empty(),
             invites: Listing::empty(),
         };
-        for (listing, _, _, status, reason, count, pages) in rows {
-            let completeness = if status == "complete" {
-                Completeness::Complete
-            } else {
-                Completeness::Incomplete {
-                    reason: reason.unwrap_or_else(|| "no reason recorded".into()),
-                }
-            };
-            let count = count.map(|c| c as u64);
-            let pages = pages as u32;
-            if listing == "members" {
+        for row in rows {
+            if row.listing == "members" {
                 let items: Vec<Member> = self.hub_items(
                     "SELECT member_json, raw_json FROM hub_members WHERE snapshot_id = ?1 \
                      ORDER BY position",
                     snapshot_id,
                 )?;
-                snapshot.members = Listing::stored(items, count, pages, completeness);
+                snapshot.members = Listing::stored(items, row.count, row.pages, row.completeness);
             } else {
                 let items: Vec<Invite> = self.hub_items(
                     "SELECT invite_json, raw_json FROM hub_invites WHERE snapshot_id = ?1 \
                      ORDER BY position",
                     snapshot_id,
                 )?;
-                snapshot.invites = Listing::stored(items, count, pages, completeness);
+                snapshot.invites = Listing::stored(items, row.count, row.pages, row.completeness);
             }
         }
         Ok(Some(snapshot))
@@ -1571,6 +1576,22 @@ impl Store {
             same.then(|| (id, sha256.unwrap_or_default()))
         }))
     }
+}
+
+/// One Hub listing as recorded with a snapshot: where it came from, whether it is
+/// complete, and how many items it holds.
+#[derive(Debug, Clone)]
+pub struct HubListingRow {
+    /// `members` or `invites`.
+    pub listing: String,
+    pub url: String,
+    pub org: String,
+    pub completeness: Completeness,
+    /// The `count` the server announced, if it did.
+    pub count: Option<u64>,
+    pub pages: u32,
+    /// Items received.
+    pub items: u64,
 }
 
 /// The Hub members and invites stored with a snapshot.
