@@ -108,12 +108,22 @@ impl RunLock {
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let holder = file
-                    .read_to_string(&mut text)
-                    .ok()
-                    .map(|_| text.trim().to_owned())
-                    .filter(|t| !t.is_empty() && t.len() < 200);
+                // The holder writes its line just after taking the lock: a run that starts
+                // at the same moment waits a little for it rather than naming nobody.
+                let mut holder = None;
+                for _ in 0..20 {
+                    let mut text = String::new();
+                    holder = file
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| file.read_to_string(&mut text))
+                        .ok()
+                        .map(|_| text.trim().to_owned())
+                        .filter(|t| !t.is_empty() && t.len() < 200);
+                    if holder.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
                 return Err(LockError::Held { path, holder });
             }
             Err(fs4::TryLockError::Error(cause)) => return Err(io(cause)),
