@@ -273,6 +273,9 @@ use crate::hub::Invite;
 use crate::idp::Person;
 use crate::scim::Account;
 
+mod keys;
+use keys::{KeyId, Keys};
+
 #[derive(Debug, Error)]
 pub enum ReconcileError {
     #[error("reconciliation failed in polars: {0}")]
@@ -362,25 +365,205 @@ impl Basis {
 }
 
 /// Reconciles one snapshot with the IdP export and, where given, the members export.
+///
+/// The work is split over two threads: what needs only the accounts (drift, roles) runs
+/// beside the numbering of keys; then what the members and the IdP rows give
+/// (not_provisioned, data quality) runs beside the matching. The findings come out in
+/// the same order either way.
 pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
-    let matches = match_accounts(inputs.accounts, inputs.people, inputs.as_of)?;
-    let mut findings = Vec::new();
-    let mut counts: Counts = Kind::ALL.iter().map(|k| (*k, Some(0))).collect();
     let mut not_evaluated = BTreeMap::new();
-
     // What the sources can tell. A kind they cannot decide is "not evaluated", never 0.
     let members = inputs.members.filter(|m| !m.is_empty());
     let activity_known = members.is_some_and(|m| {
         m.iter()
             .any(|member| member.last_activity().0 != Seen::Unknown)
     });
+
+    let (roles, drifted, matched, provisioned, quality) = std::thread::scope(|outer| {
+        let account_only = outer.spawn(|| {
+            let roles = role_findings(inputs.accounts);
+            let drifted = inputs.previous.map(|previous| {
+                drift(
+                    previous,
+                    inputs.accounts,
+                    inputs
+                        .previous_snapshot
+                        .as_deref()
+                        .unwrap_or("the previous complete snapshot"),
+                )
+            });
+            (roles, drifted)
+        });
+        let keys = Keys::new(
+            inputs.accounts,
+            inputs.people,
+            inputs.members.unwrap_or_default(),
+        );
+        let (matched, (provisioned, quality)) = std::thread::scope(|inner| {
+            let by_rows = inner.spawn(|| {
+                (
+                    members.map(|m| not_provisioned(m, &keys, inputs)),
+                    data_quality(&keys, inputs.accounts, inputs.people, inputs.as_of),
+                )
+            });
+            let matched = matched_findings(&keys, inputs, members.filter(|_| activity_known));
+            (matched, joined(by_rows))
+        });
+        let (roles, drifted) = joined(account_only);
+        (roles, drifted, matched, provisioned, quality)
+    });
+    let (per_account, aliases) = matched?;
+
+    let mut findings = per_account;
+    findings.extend(roles);
+    if inputs.accounts.iter().any(|a| a.active)
+        && !inputs.accounts.iter().any(|a| a.active && a.role.is_some())
+    {
+        not_evaluated.insert(
+            Kind::Privileged,
+            "no active SCIM account carries a Docker role (`dockerRole` in the Docker \
+             extension), so owners and editors cannot be told from members"
+                .into(),
+        );
+    }
+    let account_ids = inputs
+        .accounts
+        .iter()
+        .any(|a| a.external_id.is_some() || a.employee_number.is_some());
+    let person_ids = inputs.people.iter().any(|p| p.employee_id.is_some());
+    if !account_ids || !person_ids {
+        not_evaluated.insert(
+            Kind::IdentifierChanged,
+            if account_ids {
+                "the IdP export gives nobody an employee id, so no account can be matched by \
+                 id: map `idp.columns.employee_id`"
+            } else {
+                "no SCIM account carries an `externalId` or enterprise `employeeNumber`, so \
+                 no account can be matched by id"
+            }
+            .into(),
+        );
+    }
+
+    match drifted {
+        Some(drifted) => findings.extend(drifted),
+        None => {
+            not_evaluated.insert(
+                Kind::Drift,
+                "no previous complete snapshot to compare with (this is the first)".into(),
+            );
+        }
+    }
+
+    match (inputs.members, provisioned) {
+        (_, Some(provisioned)) => findings.extend(provisioned),
+        (Some(_), None) => {
+            let why = "the members list (Hub members API or export) holds nobody, and an \
+                       organization has at least its owner: check `hub.org`, or that the \
+                       export finished";
+            not_evaluated.insert(Kind::IdleSeat, why.into());
+            not_evaluated.insert(Kind::NotProvisioned, why.into());
+        }
+        (None, _) => {
+            let why = "no member data: set `hub.org` and `hub.username` (the Hub members API) \
+                       or `activity.file` (Docker Hub's members export)";
+            not_evaluated.insert(Kind::IdleSeat, why.into());
+            not_evaluated.insert(Kind::NotProvisioned, why.into());
+        }
+    }
+    if members.is_some() && !activity_known {
+        not_evaluated.insert(
+            Kind::IdleSeat,
+            "the members export has no activity (no Last Logged-In Date or Last Seen Date \
+             column): use Docker Hub's Insights export"
+                .into(),
+        );
+    }
     let status_known = inputs
         .people
         .iter()
         .any(|p| p.status.is_some() || p.termination_date.is_some());
-    let member_index = members.filter(|_| activity_known).map(MemberIndex::new);
-    let near = near_misses(inputs.accounts, inputs.people, &matches)?;
+    if !status_known {
+        not_evaluated.insert(
+            Kind::TerminatedActive,
+            "the IdP export gives nobody a status or a termination date, so leavers cannot \
+             be told apart: map `idp.columns.status` or `idp.columns.termination_date`"
+                .into(),
+        );
+    }
+    match inputs.invites {
+        Some(invites) => findings.extend(pending_invites(invites, inputs)),
+        None => {
+            not_evaluated.insert(
+                Kind::PendingInvite,
+                "no invite data: invites come from the Docker Hub API; set `hub.org` and \
+                 `hub.username`"
+                    .into(),
+            );
+        }
+    }
+    for (kind, why) in &inputs.unavailable {
+        not_evaluated.insert(*kind, why.clone());
+    }
 
+    findings.extend(quality);
+    findings.extend(aliases);
+
+    // One finding per key: the first (most specific) wins.
+    let mut seen = HashSet::with_capacity_and_hasher(findings.len(), Default::default());
+    let first: Vec<bool> = findings
+        .iter()
+        .map(|f| seen.insert(f.key.as_str()))
+        .collect();
+    drop(seen);
+    let mut first = first.into_iter();
+    findings.retain(|_| first.next().unwrap_or(false));
+
+    if let Some(file) = inputs.exceptions {
+        crate::exceptions::apply(&mut findings, file, inputs.as_of);
+    }
+
+    // Accepted findings stay in the list but are not counted.
+    let mut counts: Counts = Kind::ALL.iter().map(|k| (*k, Some(0))).collect();
+    for f in findings.iter().filter(|f| !f.is_accepted()) {
+        if let Some(Some(n)) = counts.get_mut(&f.kind) {
+            *n += 1;
+        }
+    }
+    for kind in not_evaluated.keys() {
+        counts.insert(*kind, None);
+    }
+    let seats = seats(&findings, &not_evaluated, inputs);
+
+    Ok(Outcome {
+        findings,
+        counts,
+        seats,
+        not_evaluated,
+        resolved: Vec::new(),
+    })
+}
+
+/// A scoped thread's result; a panic in it goes on in the caller.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// What matching finds, account by account (shadow, terminated_active,
+/// identifier_changed, idle_seat), and the possible aliases of the unmatched, in the
+/// accounts' order. `members` is given when they carry activity.
+fn matched_findings(
+    keys: &Keys<'_>,
+    inputs: &Inputs<'_>,
+    members: Option<&[Member]>,
+) -> Result<(Vec<Finding>, Vec<Finding>), ReconcileError> {
+    let matches = match_accounts(keys, inputs.people, inputs.as_of)?;
+    let member_index = members.map(|m| MemberIndex::new(m, keys));
+    let near = near_misses(keys, inputs.accounts, &matches)?;
+
+    let mut findings = Vec::new();
     for (i, (account, matched)) in inputs.accounts.iter().zip(&matches).enumerate() {
         if !account.active {
             continue;
@@ -407,15 +590,26 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
             findings.push(identifier_changed(account, person));
         }
         if let Some(index) = &member_index
-            && let Some(finding) = idle_seat(account, person, *basis, index, inputs)
+            && let Some(finding) = idle_seat((i, account), person, *basis, (index, keys), inputs)
         {
             findings.push(finding);
         }
     }
 
-    findings.extend(privileged(inputs.accounts));
-    findings.extend(unknown_roles(inputs.accounts));
-    let active = || inputs.accounts.iter().filter(|a| a.active);
+    let mut aliased: Vec<usize> = near.keys().copied().collect();
+    aliased.sort_unstable();
+    let aliases = aliased
+        .into_iter()
+        .map(|i| possible_alias(&inputs.accounts[i], &near[&i], inputs.people, inputs.as_of))
+        .collect();
+    Ok((findings, aliases))
+}
+
+/// privileged, unknown roles, and active accounts without a role beside others with one.
+fn role_findings(accounts: &[Account]) -> Vec<Finding> {
+    let mut findings = privileged(accounts);
+    findings.extend(unknown_roles(accounts));
+    let active = || accounts.iter().filter(|a| a.active);
     let without_role: Vec<&Account> = active().filter(|a| a.role.is_none()).collect();
     if !without_role.is_empty() && without_role.len() < active().count() {
         // Some accounts carry a role and these do not: owners among them would be missed.
@@ -447,135 +641,7 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
             .insert("count".into(), without_role.len().to_string());
         findings.push(f);
     }
-    if active().next().is_some() && !active().any(|a| a.role.is_some()) {
-        not_evaluated.insert(
-            Kind::Privileged,
-            "no active SCIM account carries a Docker role (`dockerRole` in the Docker \
-             extension), so owners and editors cannot be told from members"
-                .into(),
-        );
-    }
-    let account_ids = inputs
-        .accounts
-        .iter()
-        .any(|a| a.external_id.is_some() || a.employee_number.is_some());
-    let person_ids = inputs.people.iter().any(|p| p.employee_id.is_some());
-    if !account_ids || !person_ids {
-        not_evaluated.insert(
-            Kind::IdentifierChanged,
-            if account_ids {
-                "the IdP export gives nobody an employee id, so no account can be matched by \
-                 id: map `idp.columns.employee_id`"
-            } else {
-                "no SCIM account carries an `externalId` or enterprise `employeeNumber`, so \
-                 no account can be matched by id"
-            }
-            .into(),
-        );
-    }
-
-    match inputs.previous {
-        Some(previous) => findings.extend(drift(
-            previous,
-            inputs.accounts,
-            inputs
-                .previous_snapshot
-                .as_deref()
-                .unwrap_or("the previous complete snapshot"),
-        )),
-        None => {
-            not_evaluated.insert(
-                Kind::Drift,
-                "no previous complete snapshot to compare with (this is the first)".into(),
-            );
-        }
-    }
-
-    match (inputs.members, members) {
-        (_, Some(members)) => findings.extend(not_provisioned(members, inputs)),
-        (Some(_), None) => {
-            let why = "the members list (Hub members API or export) holds nobody, and an \
-                       organization has at least its owner: check `hub.org`, or that the \
-                       export finished";
-            not_evaluated.insert(Kind::IdleSeat, why.into());
-            not_evaluated.insert(Kind::NotProvisioned, why.into());
-        }
-        (None, _) => {
-            let why = "no member data: set `hub.org` and `hub.username` (the Hub members API) \
-                       or `activity.file` (Docker Hub's members export)";
-            not_evaluated.insert(Kind::IdleSeat, why.into());
-            not_evaluated.insert(Kind::NotProvisioned, why.into());
-        }
-    }
-    if members.is_some() && !activity_known {
-        not_evaluated.insert(
-            Kind::IdleSeat,
-            "the members export has no activity (no Last Logged-In Date or Last Seen Date \
-             column): use Docker Hub's Insights export"
-                .into(),
-        );
-    }
-    if !status_known {
-        not_evaluated.insert(
-            Kind::TerminatedActive,
-            "the IdP export gives nobody a status or a termination date, so leavers cannot \
-             be told apart: map `idp.columns.status` or `idp.columns.termination_date`"
-                .into(),
-        );
-    }
-    match inputs.invites {
-        Some(invites) => findings.extend(pending_invites(invites, inputs)),
-        None => {
-            not_evaluated.insert(
-                Kind::PendingInvite,
-                "no invite data: invites come from the Docker Hub API; set `hub.org` and \
-                 `hub.username`"
-                    .into(),
-            );
-        }
-    }
-    for (kind, why) in &inputs.unavailable {
-        not_evaluated.insert(*kind, why.clone());
-    }
-
-    findings.extend(data_quality(inputs.accounts, inputs.people, inputs.as_of));
-    let mut aliased: Vec<usize> = near.keys().copied().collect();
-    aliased.sort_unstable();
-    for i in aliased {
-        findings.push(possible_alias(
-            &inputs.accounts[i],
-            &near[&i],
-            inputs.people,
-            inputs.as_of,
-        ));
-    }
-
-    // One finding per key: the first (most specific) wins.
-    let mut seen = HashSet::default();
-    findings.retain(|f| seen.insert(f.key.clone()));
-
-    if let Some(file) = inputs.exceptions {
-        crate::exceptions::apply(&mut findings, file, inputs.as_of);
-    }
-
-    // Accepted findings stay in the list but are not counted.
-    for f in findings.iter().filter(|f| !f.is_accepted()) {
-        if let Some(Some(n)) = counts.get_mut(&f.kind) {
-            *n += 1;
-        }
-    }
-    for kind in not_evaluated.keys() {
-        counts.insert(*kind, None);
-    }
-    let seats = seats(&findings, &not_evaluated, inputs);
-
-    Ok(Outcome {
-        findings,
-        counts,
-        seats,
-        not_evaluated,
-        resolved: Vec::new(),
-    })
+    findings
 }
 
 /// One way an unmatched account looks like an unmatched person.
@@ -626,42 +692,40 @@ fn shape(key: &str) -> Option<Shape> {
 /// by local part (without `+tag`, guest forms decoded). They are reported as possible
 /// aliases, never taken as matches. Only the unmatched are compared, so this stays cheap.
 fn near_misses(
+    keys: &Keys<'_>,
     accounts: &[Account],
-    people: &[Person],
     matches: &[Option<(usize, Basis)>],
 ) -> Result<HashMap<usize, Vec<NearMiss>>, ReconcileError> {
-    let matched_people: HashSet<usize> = matches.iter().flatten().map(|(p, _)| *p).collect();
-
-    let mut account_shapes: Vec<(usize, String, Shape)> = Vec::new();
+    let mut account_shapes: Vec<(usize, &str, Shape)> = Vec::new();
     for (i, a) in accounts.iter().enumerate() {
         if !a.active || matches[i].is_some() {
             continue;
         }
-        let mut keys: Vec<String> = std::iter::once(a.user_name.as_deref())
-            .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
-            .filter_map(normalize_opt)
-            .collect();
-        keys.dedup();
-        for k in keys {
-            if let Some(sh) = shape(&k) {
-                account_shapes.push((i, k, sh));
+        let mut ids: Vec<KeyId> = keys.account.email_like(i).collect();
+        ids.dedup();
+        for k in ids {
+            let text = keys.text(k);
+            if let Some(sh) = shape(text) {
+                account_shapes.push((i, text, sh));
             }
         }
     }
     if account_shapes.is_empty() {
         return Ok(HashMap::default());
     }
-    let mut person_shapes: Vec<(usize, String, Shape)> = Vec::new();
-    for (i, p) in people.iter().enumerate() {
-        if matched_people.contains(&i) {
+    let mut matched_people = vec![false; keys.person.email.len()];
+    for (p, _) in matches.iter().flatten() {
+        matched_people[*p] = true;
+    }
+    let mut person_shapes: Vec<(usize, &str, Shape)> = Vec::new();
+    for (i, matched) in matched_people.iter().enumerate() {
+        if *matched {
             continue;
         }
-        for k in std::iter::once(p.email.as_deref())
-            .chain(p.aliases.iter().map(|a| Some(a.as_str())))
-            .filter_map(normalize_opt)
-        {
-            if let Some(sh) = shape(&k) {
-                person_shapes.push((i, k, sh));
+        for (k, _) in keys.person.email_like(i) {
+            let text = keys.text(k);
+            if let Some(sh) = shape(text) {
+                person_shapes.push((i, text, sh));
             }
         }
     }
@@ -707,8 +771,8 @@ fn near_misses(
         if list.len() < MAX_NEAR_MISSES && list.iter().all(|n| n.person != *person) {
             list.push(NearMiss {
                 person: *person,
-                account_key: account_key.clone(),
-                person_key: person_key.clone(),
+                account_key: (*account_key).to_owned(),
+                person_key: (*person_key).to_owned(),
                 how,
             });
         }
@@ -781,60 +845,37 @@ fn possible_alias(
 /// Matches every account to at most one person, in the order of the rules: employee id,
 /// then `userName`, then any other email; IdP aliases count as emails. Among several
 /// people on the same rule, a terminated one wins, so a duplicate cannot hide a leaver.
+/// The joins run on key numbers ([`Keys`]): equal numbers are equal normalized keys.
 fn match_accounts(
-    accounts: &[Account],
+    keys: &Keys<'_>,
     people: &[Person],
     as_of: NaiveDate,
 ) -> Result<Vec<Option<(usize, Basis)>>, ReconcileError> {
-    let account_ids: Vec<u32> = (0..accounts.len() as u32).collect();
-    let account_ext: Vec<Option<String>> = accounts
-        .iter()
-        .map(|a| {
-            normalize_opt(a.external_id.as_deref())
-                .or_else(|| normalize_opt(a.employee_number.as_deref()))
-        })
-        .collect();
-    let account_user: Vec<Option<String>> = accounts
-        .iter()
-        .map(|a| normalize_opt(a.user_name.as_deref()))
-        .collect();
-    let (email_account, email_key): (Vec<u32>, Vec<String>) = accounts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, a)| {
-            a.emails
-                .iter()
-                .filter_map(move |e| normalize(&e.value).map(|k| (i as u32, k)))
-        })
+    let accounts = keys.account.user.len();
+    let account_ids: Vec<u32> = (0..accounts as u32).collect();
+    let (email_account, email_key): (Vec<u32>, Vec<KeyId>) = (0..accounts)
+        .flat_map(|i| keys.account.emails(i).iter().map(move |k| (i as u32, *k)))
         .unzip();
 
     let person_ids: Vec<u32> = (0..people.len() as u32).collect();
-    let person_emp: Vec<Option<String>> = people
-        .iter()
-        .map(|p| normalize_opt(p.employee_id.as_deref()))
-        .collect();
-    let mut key_person = Vec::new();
-    let mut key_value = Vec::new();
-    let mut key_alias = Vec::new();
-    for (i, p) in people.iter().enumerate() {
-        for (alias, value) in std::iter::once((false, p.email.as_deref()))
-            .chain(p.aliases.iter().map(|a| (true, Some(a.as_str()))))
-        {
-            if let Some(k) = normalize_opt(value) {
-                key_person.push(i as u32);
-                key_value.push(k);
-                key_alias.push(alias);
-            }
+    let mut key_person = Vec::with_capacity(people.len());
+    let mut key_value = Vec::with_capacity(people.len());
+    let mut key_alias = Vec::with_capacity(people.len());
+    for i in 0..people.len() {
+        for (k, alias) in keys.person.email_like(i) {
+            key_person.push(i as u32);
+            key_value.push(k);
+            key_alias.push(alias);
         }
     }
 
     let accounts_df = df!(
         "account" => account_ids,
-        "ext" => account_ext,
-        "user" => account_user,
+        "ext" => &keys.account.employee,
+        "user" => &keys.account.user,
     )?;
     let emails_df = df!("account" => email_account, "email" => email_key)?;
-    let people_df = df!("person" => person_ids, "emp" => person_emp)?;
+    let people_df = df!("person" => person_ids, "emp" => &keys.person.employee)?;
     let keys_df = df!("person" => key_person, "key" => key_value, "alias" => key_alias)?;
 
     // Null keys never join: said explicitly, whatever the library's default.
@@ -865,7 +906,7 @@ fn match_accounts(
     // The best candidate per account: a terminated person beats an active one whatever
     // rule found them (so a duplicate row can never hide a leaver); then the earlier rule;
     // then the earlier row.
-    let mut best: Vec<Option<(usize, Basis, bool, usize)>> = vec![None; accounts.len()];
+    let mut best: Vec<Option<(usize, Basis, bool, usize)>> = vec![None; accounts];
     let rules = [
         (by_id, Basis::EmployeeId, Basis::EmployeeId),
         (by_user, Basis::UserName, Basis::UserNameAlias),
@@ -1027,51 +1068,61 @@ fn identifier_changed(account: &Account, person: &Person) -> Finding {
     f
 }
 
-/// The members export, indexed by normalized email and Docker ID.
+/// The members, by key number: the first member with each email and each Docker ID.
 struct MemberIndex<'a> {
-    by_email: HashMap<std::borrow::Cow<'a, str>, &'a Member>,
-    by_username: HashMap<std::borrow::Cow<'a, str>, &'a Member>,
+    members: &'a [Member],
+    by_email: Vec<u32>,
+    by_username: Vec<u32>,
 }
 
+/// No member for this key.
+const NO_MEMBER: u32 = u32::MAX;
+
 impl<'a> MemberIndex<'a> {
-    fn new(members: &'a [Member]) -> Self {
-        let mut by_email = HashMap::with_capacity_and_hasher(members.len(), Default::default());
-        let mut by_username = HashMap::with_capacity_and_hasher(members.len(), Default::default());
-        for m in members {
-            if let Some(k) = normalize_ref_opt(m.email.as_deref()) {
-                by_email.entry(k).or_insert(m);
+    fn new(members: &'a [Member], keys: &Keys<'_>) -> Self {
+        let mut by_email = keys.per_key(NO_MEMBER);
+        let mut by_username = keys.per_key(NO_MEMBER);
+        // Backwards, so the first member with a key is the one left in its slot.
+        for m in (0..members.len()).rev() {
+            if let Some(k) = keys.member.email[m] {
+                by_email[k as usize] = m as u32;
             }
-            if let Some(k) = normalize_ref_opt(m.username.as_deref()) {
-                by_username.entry(k).or_insert(m);
+            if let Some(k) = keys.member.username[m] {
+                by_username[k as usize] = m as u32;
             }
         }
         MemberIndex {
+            members,
             by_email,
             by_username,
         }
     }
 
-    /// The member of an account: by email first, then by Docker ID.
-    fn find(&self, account: &Account) -> Option<(&'a Member, &'static str)> {
-        std::iter::once(account.user_name.as_deref())
-            .chain(account.emails.iter().map(|e| Some(e.value.as_str())))
-            .filter_map(normalize_ref_opt)
-            .find_map(|k| self.by_email.get(k.as_ref()).map(|m| (*m, "email")))
+    fn get(&self, slots: &[u32], key: KeyId) -> Option<&'a Member> {
+        let m = *slots.get(key as usize)?;
+        (m != NO_MEMBER).then(|| &self.members[m as usize])
+    }
+
+    /// The member of the account at `account`: by email first, then by Docker ID.
+    fn find(&self, keys: &Keys<'_>, account: usize) -> Option<(&'a Member, &'static str)> {
+        keys.account
+            .email_like(account)
+            .find_map(|k| self.get(&self.by_email, k).map(|m| (m, "email")))
             .or_else(|| {
-                normalize_ref_opt(account.display_name.as_deref())
-                    .and_then(|k| self.by_username.get(k.as_ref()).map(|m| (*m, "Docker ID")))
+                keys.account.docker[account]
+                    .and_then(|k| self.get(&self.by_username, k).map(|m| (m, "Docker ID")))
             })
     }
 }
 
 fn idle_seat(
-    account: &Account,
+    (position, account): (usize, &Account),
     person: &Person,
     basis: Basis,
-    index: &MemberIndex<'_>,
+    (index, keys): (&MemberIndex<'_>, &Keys<'_>),
     inputs: &Inputs<'_>,
 ) -> Option<Finding> {
-    let (member, joined_by) = index.find(account)?;
+    let (member, joined_by) = index.find(keys, position)?;
     let idle_days = i64::from(inputs.review.idle_days);
     let (seen, field) = member.last_activity();
     // Decide first: most members are not idle, and a finding is built only for those that are.
@@ -1381,62 +1432,75 @@ fn rank(role: &str) -> u8 {
     }
 }
 
-fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
+/// Key flags for not_provisioned: which SCIM accounts hold a key, as an email
+/// (`userName` or `emails`) or as a Docker ID (`displayName`), and whether any of them
+/// is active.
+const SCIM_EMAIL: u8 = 1;
+const SCIM_EMAIL_ACTIVE: u8 = 2;
+const SCIM_DOCKER_ID: u8 = 4;
+const SCIM_DOCKER_ID_ACTIVE: u8 = 8;
+
+/// No person for this key.
+const NO_PERSON: u32 = u32::MAX;
+
+fn not_provisioned(members: &[Member], keys: &Keys<'_>, inputs: &Inputs<'_>) -> Vec<Finding> {
     // Each key of a SCIM account, and whether any account holding it is active: a member
     // whose only SCIM account is deactivated still holds access.
-    let sized = |n: usize| HashMap::with_capacity_and_hasher(n, Default::default());
-    let mut scim_keys: HashMap<std::borrow::Cow<'_, str>, bool> = sized(inputs.accounts.len() * 2);
-    let mut scim_ids: HashMap<std::borrow::Cow<'_, str>, bool> = sized(inputs.accounts.len());
-    for a in inputs.accounts {
-        for k in std::iter::once(a.user_name.as_deref())
-            .chain(a.emails.iter().map(|e| Some(e.value.as_str())))
-            .filter_map(normalize_ref_opt)
-        {
-            *scim_keys.entry(k).or_default() |= a.active;
+    let mut scim = keys.per_key(0u8);
+    for (i, a) in inputs.accounts.iter().enumerate() {
+        let (email, docker) = match a.active {
+            true => (
+                SCIM_EMAIL | SCIM_EMAIL_ACTIVE,
+                SCIM_DOCKER_ID | SCIM_DOCKER_ID_ACTIVE,
+            ),
+            false => (SCIM_EMAIL, SCIM_DOCKER_ID),
+        };
+        for k in keys.account.email_like(i) {
+            scim[k as usize] |= email;
         }
-        if let Some(k) = normalize_ref_opt(a.display_name.as_deref()) {
-            *scim_ids.entry(k).or_default() |= a.active;
+        if let Some(k) = keys.account.docker[i] {
+            scim[k as usize] |= docker;
         }
     }
-    let mut people: HashMap<std::borrow::Cow<'_, str>, &Person> =
-        HashMap::with_capacity_and_hasher(inputs.people.len(), Default::default());
-    for p in inputs.people {
-        for k in std::iter::once(p.email.as_deref())
-            .chain(p.aliases.iter().map(|a| Some(a.as_str())))
-            .filter_map(normalize_ref_opt)
-        {
-            let slot = people.entry(k).or_insert(p);
-            // Terminated wins, as in matching.
-            if p.is_terminated(inputs.as_of) && !slot.is_terminated(inputs.as_of) {
-                *slot = p;
+    // The person of each email or alias; terminated wins, as in matching.
+    let mut person_of = keys.per_key(NO_PERSON);
+    for (i, p) in inputs.people.iter().enumerate() {
+        for (k, _) in keys.person.email_like(i) {
+            let slot = &mut person_of[k as usize];
+            if *slot == NO_PERSON
+                || (p.is_terminated(inputs.as_of)
+                    && !inputs.people[*slot as usize].is_terminated(inputs.as_of))
+            {
+                *slot = i as u32;
             }
         }
     }
 
     let mut out = Vec::new();
-    for m in members {
+    for (j, m) in members.iter().enumerate() {
         if m.kind
             .as_deref()
             .is_some_and(|k| k.eq_ignore_ascii_case("invitee"))
         {
             continue;
         }
-        let email = normalize_ref_opt(m.email.as_deref());
-        let username = normalize_ref_opt(m.username.as_deref());
-        let scim = [
-            email.as_ref().and_then(|e| scim_keys.get(e.as_ref())),
-            username.as_ref().and_then(|u| scim_ids.get(u.as_ref())),
-        ];
-        if scim.contains(&Some(&true)) {
+        let (email, username) = (keys.member.email[j], keys.member.username[j]);
+        let flags = email.map_or(0, |k| scim[k as usize] & (SCIM_EMAIL | SCIM_EMAIL_ACTIVE))
+            | username.map_or(0, |k| {
+                scim[k as usize] & (SCIM_DOCKER_ID | SCIM_DOCKER_ID_ACTIVE)
+            });
+        if flags & (SCIM_EMAIL_ACTIVE | SCIM_DOCKER_ID_ACTIVE) != 0 {
             continue;
         }
-        let deactivated = scim.contains(&Some(&false));
+        let deactivated = flags != 0;
         let subject = username
-            .as_deref()
-            .or(email.as_deref())
-            .map(str::to_owned)
+            .or(email)
+            .map(|k| keys.text(k).to_owned())
             .unwrap_or_else(|| format!("row{}", m.row));
-        let person = email.as_ref().and_then(|e| people.get(e.as_ref()));
+        let person = email
+            .map(|k| person_of[k as usize])
+            .filter(|p| *p != NO_PERSON)
+            .map(|p| &inputs.people[p as usize]);
         let what = if deactivated {
             "Hub member whose SCIM account is deactivated (still a member)"
         } else {
@@ -1517,7 +1581,12 @@ fn not_provisioned(members: &[Member], inputs: &Inputs<'_>) -> Vec<Finding> {
     out
 }
 
-fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Vec<Finding> {
+fn data_quality(
+    keys: &Keys<'_>,
+    accounts: &[Account],
+    people: &[Person],
+    as_of: NaiveDate,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let finding = |key: String, reason: String, evidence: BTreeMap<String, String>| Finding {
         reason,
@@ -1527,23 +1596,18 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
 
     // The first row of each email, and the later rows of the few emails listed twice: no
     // list per person.
-    let mut first_by_email: HashMap<std::borrow::Cow<'_, str>, &Person> =
-        HashMap::with_capacity_and_hasher(people.len(), Default::default());
-    let mut repeats: HashMap<std::borrow::Cow<'_, str>, Vec<&Person>> = HashMap::default();
-    for p in people {
-        match normalize_ref_opt(p.email.as_deref()) {
-            Some(k) => match first_by_email.entry(k) {
-                std::collections::hash_map::Entry::Occupied(first) => {
-                    repeats
-                        .entry(first.key().clone())
-                        .or_insert_with(|| vec![*first.get()])
-                        .push(p);
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(p);
-                }
+    let mut first_by_email = keys.per_key(NO_PERSON);
+    let mut repeats: HashMap<KeyId, Vec<&Person>> = HashMap::default();
+    for (i, p) in people.iter().enumerate() {
+        match keys.person.email[i] {
+            Some(k) => match first_by_email[k as usize] {
+                NO_PERSON => first_by_email[k as usize] = i as u32,
+                first => repeats
+                    .entry(k)
+                    .or_insert_with(|| vec![&people[first as usize]])
+                    .push(p),
             },
-            None if p.aliases.is_empty() && normalize_opt(p.employee_id.as_deref()).is_none() => {
+            None if p.aliases.is_empty() && keys.person.employee[i].is_none() => {
                 let mut f = finding(
                     format!("data_quality:person_without_key:row{}", p.row),
                     format!(
@@ -1560,7 +1624,7 @@ fn data_quality(accounts: &[Account], people: &[Person], as_of: NaiveDate) -> Ve
     }
     let mut duplicates: Vec<(String, Vec<&Person>)> = repeats
         .into_iter()
-        .map(|(email, rows)| (email.into_owned(), rows))
+        .map(|(email, rows)| (keys.text(email).to_owned(), rows))
         .collect();
     duplicates.sort_by(|x, y| x.0.cmp(&y.0));
     for (email, rows) in duplicates {
@@ -1955,8 +2019,9 @@ mod tests {
             },
         ];
         for case in cases {
-            let matches = match_accounts(&case.accounts, &case.people, as_of()).unwrap();
-            let near = near_misses(&case.accounts, &case.people, &matches).unwrap();
+            let numbered = Keys::new(&case.accounts, &case.people, &[]);
+            let matches = match_accounts(&numbered, &case.people, as_of()).unwrap();
+            let near = near_misses(&numbered, &case.accounts, &matches).unwrap();
             let got: Vec<Expect> = matches
                 .iter()
                 .enumerate()
@@ -2033,8 +2098,9 @@ mod tests {
         let people: Vec<Person> = (0..20)
             .map(|i| person(i + 2, Some(&format!("ops@team{i}.example")), false))
             .collect();
-        let matches = match_accounts(&accounts, &people, as_of()).unwrap();
-        let near = near_misses(&accounts, &people, &matches).unwrap();
+        let numbered = Keys::new(&accounts, &people, &[]);
+        let matches = match_accounts(&numbered, &people, as_of()).unwrap();
+        let near = near_misses(&numbered, &accounts, &matches).unwrap();
         assert_eq!(near[&0].len(), MAX_NEAR_MISSES);
     }
 
