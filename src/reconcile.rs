@@ -366,10 +366,8 @@ impl Basis {
 
 /// Reconciles one snapshot with the IdP export and, where given, the members export.
 ///
-/// The work is split over two threads: what needs only the accounts (drift, roles) runs
-/// beside the numbering of keys; then what the members and the IdP rows give
-/// (not_provisioned, data quality) runs beside the matching. The findings come out in
-/// the same order either way.
+/// The work is split over two threads (see [`Keys`] for the numbering of keys); the
+/// findings come out in the same order as on one.
 pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     let mut not_evaluated = BTreeMap::new();
     // What the sources can tell. A kind they cannot decide is "not evaluated", never 0.
@@ -379,8 +377,15 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
             .any(|member| member.last_activity().0 != Seen::Unknown)
     });
 
-    let (roles, drifted, matched, provisioned, quality) = std::thread::scope(|outer| {
-        let account_only = outer.spawn(|| {
+    // Both cores: the keys are numbered by two threads; then what needs only the
+    // accounts (roles, drift) and data quality run beside the matching.
+    let keys = Keys::new(
+        inputs.accounts,
+        inputs.people,
+        inputs.members.unwrap_or_default(),
+    );
+    let ((roles, drifted, quality), matched, provisioned) = std::thread::scope(|s| {
+        let beside = s.spawn(|| {
             let roles = role_findings(inputs.accounts);
             let drifted = inputs.previous.map(|previous| {
                 drift(
@@ -392,25 +397,12 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
                         .unwrap_or("the previous complete snapshot"),
                 )
             });
-            (roles, drifted)
+            let quality = data_quality(&keys, inputs.accounts, inputs.people, inputs.as_of);
+            (roles, drifted, quality)
         });
-        let keys = Keys::new(
-            inputs.accounts,
-            inputs.people,
-            inputs.members.unwrap_or_default(),
-        );
-        let (matched, (provisioned, quality)) = std::thread::scope(|inner| {
-            let by_rows = inner.spawn(|| {
-                (
-                    members.map(|m| not_provisioned(m, &keys, inputs)),
-                    data_quality(&keys, inputs.accounts, inputs.people, inputs.as_of),
-                )
-            });
-            let matched = matched_findings(&keys, inputs, members.filter(|_| activity_known));
-            (matched, joined(by_rows))
-        });
-        let (roles, drifted) = joined(account_only);
-        (roles, drifted, matched, provisioned, quality)
+        let matched = matched_findings(&keys, inputs, members.filter(|_| activity_known));
+        let provisioned = members.map(|m| not_provisioned(m, &keys, inputs));
+        (joined(beside), matched, provisioned)
     });
     let (per_account, aliases) = matched?;
 
@@ -713,7 +705,7 @@ fn near_misses(
     if account_shapes.is_empty() {
         return Ok(HashMap::default());
     }
-    let mut matched_people = vec![false; keys.person.email.len()];
+    let mut matched_people = vec![false; keys.person.len()];
     for (p, _) in matches.iter().flatten() {
         matched_people[*p] = true;
     }
@@ -851,10 +843,10 @@ fn match_accounts(
     people: &[Person],
     as_of: NaiveDate,
 ) -> Result<Vec<Option<(usize, Basis)>>, ReconcileError> {
-    let accounts = keys.account.user.len();
+    let accounts = keys.account.len();
     let account_ids: Vec<u32> = (0..accounts as u32).collect();
     let (email_account, email_key): (Vec<u32>, Vec<KeyId>) = (0..accounts)
-        .flat_map(|i| keys.account.emails(i).iter().map(move |k| (i as u32, *k)))
+        .flat_map(|i| keys.account.emails(i).map(move |k| (i as u32, k)))
         .unzip();
 
     let person_ids: Vec<u32> = (0..people.len() as u32).collect();
@@ -869,13 +861,27 @@ fn match_accounts(
         }
     }
 
-    let accounts_df = df!(
-        "account" => account_ids,
-        "ext" => &keys.account.employee,
-        "user" => &keys.account.user,
+    let column = |name: &str, values: &mut dyn Iterator<Item = Option<KeyId>>| -> Column {
+        UInt32Chunked::from_iter_options(name.into(), values)
+            .into_series()
+            .into()
+    };
+    let accounts_df = DataFrame::new(
+        accounts,
+        vec![
+            Column::new("account".into(), account_ids),
+            column("ext", &mut keys.account.employee_column()),
+            column("user", &mut keys.account.user_column()),
+        ],
     )?;
     let emails_df = df!("account" => email_account, "email" => email_key)?;
-    let people_df = df!("person" => person_ids, "emp" => &keys.person.employee)?;
+    let people_df = DataFrame::new(
+        people.len(),
+        vec![
+            Column::new("person".into(), person_ids),
+            column("emp", &mut keys.person.employee_column()),
+        ],
+    )?;
     let keys_df = df!("person" => key_person, "key" => key_value, "alias" => key_alias)?;
 
     // Null keys never join: said explicitly, whatever the library's default.
@@ -1084,10 +1090,10 @@ impl<'a> MemberIndex<'a> {
         let mut by_username = keys.per_key(NO_MEMBER);
         // Backwards, so the first member with a key is the one left in its slot.
         for m in (0..members.len()).rev() {
-            if let Some(k) = keys.member.email[m] {
+            if let Some(k) = keys.member.email(m) {
                 by_email[k as usize] = m as u32;
             }
-            if let Some(k) = keys.member.username[m] {
+            if let Some(k) = keys.member.username(m) {
                 by_username[k as usize] = m as u32;
             }
         }
@@ -1109,7 +1115,8 @@ impl<'a> MemberIndex<'a> {
             .email_like(account)
             .find_map(|k| self.get(&self.by_email, k).map(|m| (m, "email")))
             .or_else(|| {
-                keys.account.docker[account]
+                keys.account
+                    .docker(account)
                     .and_then(|k| self.get(&self.by_username, k).map(|m| (m, "Docker ID")))
             })
     }
@@ -1302,8 +1309,32 @@ fn privileged(accounts: &[Account]) -> Vec<Finding> {
 
 /// Every change between two snapshots' accounts, as drift findings.
 pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> Vec<Finding> {
-    let before: HashMap<&str, &Account> = previous.iter().map(|a| (a.id.as_str(), a)).collect();
-    let now: HashSet<&str> = current.iter().map(|a| a.id.as_str()).collect();
+    // The previous accounts by SCIM id (the last of an id listed twice, as a map would
+    // keep), and which of them this snapshot still has: one table of positions, no map of
+    // strings per side.
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::RandomState::default();
+    let id_hash = |id: &str| hasher.hash_one(id);
+    let mut before: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(previous.len());
+    for (i, b) in previous.iter().enumerate() {
+        let entry = before.entry(
+            id_hash(&b.id),
+            |j| previous[*j as usize].id == b.id,
+            |j| id_hash(&previous[*j as usize].id),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => *slot.get_mut() = i as u32,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(i as u32);
+            }
+        }
+    }
+    let find = |id: &str| {
+        before
+            .find(id_hash(id), |j| previous[*j as usize].id == id)
+            .map(|j| *j as usize)
+    };
+    let mut still_here = vec![false; previous.len()];
     let mut out = Vec::new();
     let mut push = |account: &Account, change: String, severity: Severity, reason: String| {
         let mut f = base(
@@ -1326,7 +1357,7 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
     };
 
     for a in current {
-        let Some(b) = before.get(a.id.as_str()) else {
+        let Some(j) = find(&a.id) else {
             let severity = if is_privileged(a.role.as_deref()) {
                 Severity::High
             } else {
@@ -1340,6 +1371,8 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
             );
             continue;
         };
+        still_here[j] = true;
+        let b = &previous[j];
         if b.active && !a.active {
             push(
                 a,
@@ -1405,7 +1438,7 @@ pub fn drift(previous: &[Account], current: &[Account], compared_with: &str) -> 
         }
     }
     for b in previous {
-        if !now.contains(b.id.as_str()) {
+        if find(&b.id).is_none_or(|j| !still_here[j]) {
             push(
                 b,
                 "removed".into(),
@@ -1458,7 +1491,7 @@ fn not_provisioned(members: &[Member], keys: &Keys<'_>, inputs: &Inputs<'_>) -> 
         for k in keys.account.email_like(i) {
             scim[k as usize] |= email;
         }
-        if let Some(k) = keys.account.docker[i] {
+        if let Some(k) = keys.account.docker(i) {
             scim[k as usize] |= docker;
         }
     }
@@ -1484,7 +1517,7 @@ fn not_provisioned(members: &[Member], keys: &Keys<'_>, inputs: &Inputs<'_>) -> 
         {
             continue;
         }
-        let (email, username) = (keys.member.email[j], keys.member.username[j]);
+        let (email, username) = (keys.member.email(j), keys.member.username(j));
         let flags = email.map_or(0, |k| scim[k as usize] & (SCIM_EMAIL | SCIM_EMAIL_ACTIVE))
             | username.map_or(0, |k| {
                 scim[k as usize] & (SCIM_DOCKER_ID | SCIM_DOCKER_ID_ACTIVE)
@@ -1599,7 +1632,7 @@ fn data_quality(
     let mut first_by_email = keys.per_key(NO_PERSON);
     let mut repeats: HashMap<KeyId, Vec<&Person>> = HashMap::default();
     for (i, p) in people.iter().enumerate() {
-        match keys.person.email[i] {
+        match keys.person.email(i) {
             Some(k) => match first_by_email[k as usize] {
                 NO_PERSON => first_by_email[k as usize] = i as u32,
                 first => repeats
@@ -1607,7 +1640,7 @@ fn data_quality(
                     .or_insert_with(|| vec![&people[first as usize]])
                     .push(p),
             },
-            None if p.aliases.is_empty() && keys.person.employee[i].is_none() => {
+            None if p.aliases.is_empty() && keys.person.employee(i).is_none() => {
                 let mut f = finding(
                     format!("data_quality:person_without_key:row{}", p.row),
                     format!(

@@ -1141,6 +1141,10 @@ struct HtmlView {
     /// Findings whose exception expired: they count as open again.
     expired: Vec<ExpiredView>,
     resolved: Vec<ResolvedView>,
+    /// How many of `resolved` are resolved, and how many closed while the person kept
+    /// access (a leaver whose IdP record changed, or who left SCIM but is still a member).
+    resolved_count: usize,
+    closed_count: usize,
     config_sha256: Option<String>,
     previous_manifest: Option<ManifestLink>,
     /// The printed page header, as the inside of a CSS string.
@@ -1541,6 +1545,18 @@ impl HtmlView {
                 .outcome()
                 .map(|o| o.resolved.iter().map(ResolvedView::new).collect())
                 .unwrap_or_default(),
+            resolved_count: input.outcome().map_or(0, |o| {
+                o.resolved
+                    .iter()
+                    .filter(|r| !closed_without_deprovisioning(r))
+                    .count()
+            }),
+            closed_count: input.outcome().map_or(0, |o| {
+                o.resolved
+                    .iter()
+                    .filter(|r| closed_without_deprovisioning(r))
+                    .count()
+            }),
             config_sha256: input.config.as_ref().map(|c| c.sha256.clone()),
             previous_manifest: input.previous_manifest.clone(),
             page_style_hash: csp_hash(&page_style(&page_title_css)),
@@ -2493,6 +2509,18 @@ pub(crate) mod tests {
         let summary = read_json(&written.file("summary.json").unwrap().path);
         assert_eq!(summary["resolved"], 2);
         assert_eq!(summary["closed_by_idp_change"], 1);
+        // The report's heading counts them apart too: access was not removed for one.
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(
+            html.contains(
+                "Resolved since the previous run <span class=\"count\">(2; 1 closed without \
+                 deprovisioning)</span>"
+            ),
+            "{}",
+            html.lines()
+                .find(|l| l.contains("heading-resolved"))
+                .unwrap_or_default()
+        );
     }
 
     #[test]

@@ -233,3 +233,40 @@ fn the_systemd_unit_and_the_cron_line_run_the_job_unprivileged_with_secrets_from
     assert_eq!(fields[5], "hubreview", "runs as the hubreview user: {line}");
     assert!(cron.contains("HUBREVIEW_SCIM_TOKEN_FILE="));
 }
+
+#[test]
+fn every_deployment_shows_where_the_hub_token_file_goes_without_requiring_it() {
+    // Commented out, because a named secret file that cannot be read stops the run; the
+    // lines to uncomment point at the file the same deployment installs.
+    for (path, line) in [
+        (
+            "kubernetes/cronjob.yaml",
+            "#   value: /run/secrets/hubreview/hub-token",
+        ),
+        ("kubernetes/secret.example.yaml", "# hub-token: "),
+        (
+            "systemd/hubreview.service",
+            "#Environment=HUBREVIEW_HUB_TOKEN_FILE=%d/hub-token",
+        ),
+        (
+            "systemd/hubreview.service",
+            "#LoadCredential=hub-token:/etc/hubreview/hub-token",
+        ),
+        (
+            "cron/hubreview.cron",
+            "# HUBREVIEW_HUB_TOKEN_FILE=/etc/hubreview/hub-token",
+        ),
+    ] {
+        let text = read(path);
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(line)),
+            "deploy/{path} shows `{line}`"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("hub-token")),
+            "deploy/{path} requires the Hub token file"
+        );
+    }
+}
