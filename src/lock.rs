@@ -30,6 +30,14 @@ pub enum LockError {
         /// `pid N since TIME`, as the holder wrote it, when readable.
         holder: Option<String>,
     },
+    /// The lock file is a symbolic link, which is never opened (a write would land in
+    /// its target).
+    #[error(
+        "the lock file `{}` is a symbolic link, and hubreview never writes through one: \
+         remove the link (the lock file is created anew) and run again",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
     #[error("cannot take the lock `{}`: {cause}; check that its folder is writable", path.display())]
     Io {
         path: PathBuf,
@@ -104,7 +112,14 @@ impl RunLock {
             // Never through a symlink: the holder line would be written into its target.
             options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let mut file = options.open(&path).map_err(io)?;
+        let mut file = match options.open(&path) {
+            Ok(file) => file,
+            #[cfg(unix)]
+            Err(cause) if cause.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(LockError::Symlink { path });
+            }
+            Err(cause) => return Err(io(cause)),
+        };
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {
@@ -248,7 +263,11 @@ mod tests {
         std::fs::write(&victim, b"precious").unwrap();
         std::os::unix::fs::symlink(&victim, dir.path().join("s.db.lock")).unwrap();
         let err = RunLock::acquire(&dir.path().join("s.db")).unwrap_err();
-        assert!(matches!(err, LockError::Io { .. }), "{err:?}");
+        assert!(matches!(err, LockError::Symlink { .. }), "{err:?}");
+        // The message says what is wrong, not that the folder is not writable.
+        let text = err.to_string();
+        assert!(text.contains("is a symbolic link"), "{text}");
+        assert!(!text.contains("writable"), "{text}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 

@@ -164,6 +164,13 @@ async fn dispatch(cli: Cli) -> Result<Exit> {
 
     // Every command that writes the store takes the lock before anything else, and holds
     // it until it returns. `history`, `diff` and `verify` only read, and never wait for it.
+    // Sending needs a store that holds the run: never create one, nor its lock's folder.
+    if matches!(cli.command, Command::Send(_)) && !config.store.path.is_file() {
+        return Err(Failure::usage(format!(
+            "no store at `{}`: `send` re-sends a stored run's report; check `store.path`",
+            config.store.path.display()
+        )));
+    }
     let _lock = match &cli.command {
         Command::History(_) | Command::Diff(_) | Command::Verify(_) => None,
         _ => Some(RunLock::acquire(&config.store.path).map_err(lock_failure)?),
@@ -214,6 +221,8 @@ fn lock_failure(e: LockError) -> Failure {
     let exit = match e {
         LockError::Held { .. } => Exit::Locked,
         LockError::Io { .. } => Exit::Incomplete,
+        // A setup to mend, which a retry cannot.
+        LockError::Symlink { .. } => Exit::Usage,
     };
     Failure::new(exit, crate::http::error_chain(&e))
 }
@@ -1211,13 +1220,6 @@ impl Job {
 
     /// `hubreview send`: delivers a stored run's report.
     async fn send_only(&self, run: Option<i64>, dry_run: bool) -> Result<Exit> {
-        // Sending needs a store that holds the run: never create one.
-        if !self.config.store.path.is_file() {
-            return Err(Failure::usage(format!(
-                "no store at `{}`: `send` re-sends a stored run's report; check `store.path`",
-                self.config.store.path.display()
-            )));
-        }
         let store = self.open_store()?;
         let run = match run {
             Some(id) => load_run(&store, id)?,

@@ -348,4 +348,6 @@ async fn send_without_a_store_creates_none() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no store at"));
     assert!(!tmp.path().join("absent/hubreview.db").exists());
+    // Nor the folder the lock file would have gone into.
+    assert!(!tmp.path().join("absent").exists());
 }
