@@ -383,6 +383,17 @@ impl ReportInput {
         })
     }
 
+    /// Findings this run found gone since an earlier one: how many were resolved, and how
+    /// many closed while the person kept access (see [`closed_without_deprovisioning`]).
+    pub fn resolved_counts(&self) -> (usize, usize) {
+        let resolved = self.outcome().map_or(&[][..], |o| &o.resolved[..]);
+        let closed = resolved
+            .iter()
+            .filter(|r| closed_without_deprovisioning(r))
+            .count();
+        (resolved.len() - closed, closed)
+    }
+
     /// Open findings over every evaluated kind; `None` when the run is incomplete.
     pub fn open_total(&self) -> Option<usize> {
         self.outcome()?;
@@ -899,18 +910,8 @@ impl<'a> Summary<'a> {
                     .filter(|f| f.exception.as_ref().is_some_and(|e| e.expired))
                     .count()
             }),
-            resolved: input.outcome().map_or(0, |o| {
-                o.resolved
-                    .iter()
-                    .filter(|r| !closed_without_deprovisioning(r))
-                    .count()
-            }),
-            closed_by_idp_change: input.outcome().map_or(0, |o| {
-                o.resolved
-                    .iter()
-                    .filter(|r| closed_without_deprovisioning(r))
-                    .count()
-            }),
+            resolved: input.resolved_counts().0,
+            closed_by_idp_change: input.resolved_counts().1,
             accepted_drops: &input.accepted_drops,
             version: &input.version,
         }
@@ -1545,18 +1546,8 @@ impl HtmlView {
                 .outcome()
                 .map(|o| o.resolved.iter().map(ResolvedView::new).collect())
                 .unwrap_or_default(),
-            resolved_count: input.outcome().map_or(0, |o| {
-                o.resolved
-                    .iter()
-                    .filter(|r| !closed_without_deprovisioning(r))
-                    .count()
-            }),
-            closed_count: input.outcome().map_or(0, |o| {
-                o.resolved
-                    .iter()
-                    .filter(|r| closed_without_deprovisioning(r))
-                    .count()
-            }),
+            resolved_count: input.resolved_counts().0,
+            closed_count: input.resolved_counts().1,
             config_sha256: input.config.as_ref().map(|c| c.sha256.clone()),
             previous_manifest: input.previous_manifest.clone(),
             page_style_hash: csp_hash(&page_style(&page_title_css)),
