@@ -121,9 +121,11 @@ fn input() -> ReportInput {
         exceptions: None,
         hub: None,
         outcome: Some(Outcome {
+            partial: Default::default(),
             findings,
             counts,
             seats: SeatSummary {
+                in_use_note: None,
                 purchased: Some(125_000),
                 in_use: 118_000,
                 reclaimable: BTreeMap::from([("idle_seat".to_string(), 40_000)]),

@@ -29,7 +29,7 @@ use thiserror::Error;
 
 use crate::config::{MailConfig, Secrets};
 use crate::reconcile::Kind;
-use crate::report::{self, ReportInput, Written, count_label, error_chain};
+use crate::report::{self, ReportInput, Written, error_chain};
 use smtp::{RelaySettings, Session};
 
 /// The sender when `mail.from` is not set.
@@ -948,7 +948,8 @@ struct CountRow {
 #[derive(Serialize)]
 struct SeatsLine {
     purchased: String,
-    in_use: u64,
+    /// The count, and what it was counted from when not from the members.
+    in_use: String,
     reclaimable_total: u64,
     monthly_saving: Option<String>,
     yearly_saving: Option<String>,
@@ -959,9 +960,16 @@ impl MailView {
         let reason = input.failure_reason().unwrap_or_default();
         let organization = one_line(&input.organization);
 
-        let leavers_label = match input.count(Kind::TerminatedActive) {
-            Some(n) => plural(n, "leaver with access", "leavers with access"),
-            None => "leavers not evaluated".to_string(),
+        let leavers_label = match (
+            input.count(Kind::TerminatedActive),
+            input.partial_reason(Kind::TerminatedActive),
+        ) {
+            (Some(n), Some(_)) => format!(
+                "{} (leavers checked in part)",
+                plural(n, "leaver with access", "leavers with access")
+            ),
+            (Some(n), None) => plural(n, "leaver with access", "leavers with access"),
+            (None, _) => "leavers not evaluated".to_string(),
         };
         let open_label = match input.open_total() {
             Some(n) => plural(n, "open finding", "open findings"),
@@ -978,9 +986,14 @@ impl MailView {
             .into_iter()
             .map(|kind| CountRow {
                 title: kind.title(),
-                count_label: count_label(input.count(kind)),
+                count_label: input.count_text(kind),
                 note: input
                     .not_evaluated_reason(kind)
+                    .or_else(|| {
+                        input
+                            .partial_reason(kind)
+                            .map(|why| format!("checked only in part: {why}"))
+                    })
                     .unwrap_or_else(|| kind.action().to_string()),
             })
             .collect();
@@ -992,7 +1005,10 @@ impl MailView {
                 purchased: seats
                     .purchased
                     .map_or_else(|| "not configured".to_string(), |n| n.to_string()),
-                in_use: seats.in_use,
+                in_use: match &seats.in_use_note {
+                    Some(note) => format!("{} ({note})", seats.in_use),
+                    None => seats.in_use.to_string(),
+                },
                 reclaimable_total: seats.reclaimable_total,
                 monthly_saving: money(seats.monthly_saving),
                 yearly_saving: money(seats.yearly_saving),

@@ -194,9 +194,11 @@ mod tests {
         counts.insert(Kind::Shadow, Some(3));
         counts.insert(Kind::IdleSeat, None);
         Outcome {
+            partial: Default::default(),
             findings: vec![],
             counts,
             seats: SeatSummary {
+                in_use_note: None,
                 purchased: Some(50),
                 in_use: 42,
                 reclaimable_total: 4,

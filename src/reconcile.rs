@@ -212,6 +212,10 @@ pub struct SeatSummary {
     pub seat_price: Option<f64>,
     pub monthly_saving: Option<f64>,
     pub yearly_saving: Option<f64>,
+    /// When `in_use` could not be counted from the organization's members (the members
+    /// list failed to read), what it was counted from instead and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_use_note: Option<String>,
 }
 
 /// What reconciliation produced.
@@ -222,6 +226,11 @@ pub struct Outcome {
     pub seats: SeatSummary,
     /// Why a kind was not evaluated, for the report.
     pub not_evaluated: BTreeMap<Kind, String>,
+    /// Kinds evaluated from part of their sources only, with what could not be checked.
+    /// Their count is what was found, never a clearance: `--fail-on` treats them as not
+    /// evaluated, and the store resolves none of their findings.
+    #[serde(default)]
+    pub partial: BTreeMap<Kind, String>,
     /// Findings this run found resolved, filled in from the store's history.
     #[serde(default)]
     pub resolved: Vec<Resolved>,
@@ -497,6 +506,23 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     for (kind, why) in &inputs.unavailable {
         not_evaluated.insert(*kind, why.clone());
     }
+    // A members list that failed to read also hides the leavers who are still members
+    // without an active SCIM account: the leavers found are not all of them.
+    let mut partial = BTreeMap::new();
+    if let Some((_, why)) = inputs
+        .unavailable
+        .iter()
+        .find(|(kind, _)| *kind == Kind::NotProvisioned)
+        && !not_evaluated.contains_key(&Kind::TerminatedActive)
+    {
+        partial.insert(
+            Kind::TerminatedActive,
+            format!(
+                "only leavers with an active SCIM account were checked; leavers still members \
+                 of the organization without one cannot be found, because {why}"
+            ),
+        );
+    }
 
     findings.extend(quality);
     findings.extend(aliases);
@@ -532,6 +558,7 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
         counts,
         seats,
         not_evaluated,
+        partial,
         resolved: Vec::new(),
     })
 }
@@ -1723,6 +1750,16 @@ fn seats(
         Some(members) => members.len() as u64,
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
+    // Counted from SCIM because the members list failed: members SCIM does not know are
+    // missing from it, so say so rather than give the lower figure as the whole.
+    let in_use_note = inputs
+        .unavailable
+        .iter()
+        .find(|(kind, _)| *kind == Kind::NotProvisioned)
+        .filter(|_| inputs.members.is_none())
+        .map(|(_, why)| {
+            format!("counted from active SCIM accounts, so members without one are missing: {why}")
+        });
     // Invitees hold seats too; one the members list already shows as an invitee counts once.
     let invited = inputs.invites.map_or(0, |invites| {
         let listed: HashSet<std::borrow::Cow<'_, str>> = inputs
@@ -1777,6 +1814,7 @@ fn seats(
         seat_price: price,
         monthly_saving: price.map(|p| p * reclaimable_total as f64),
         yearly_saving: price.map(|p| p * reclaimable_total as f64 * 12.0),
+        in_use_note,
     }
 }
 

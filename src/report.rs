@@ -373,6 +373,20 @@ impl ReportInput {
         }
     }
 
+    /// What was not checked of `kind`, when it was evaluated only in part.
+    pub fn partial_reason(&self, kind: Kind) -> Option<String> {
+        self.outcome()?.partial.get(&kind).cloned()
+    }
+
+    /// The count of `kind` as a reader sees it: a number, "not evaluated", or a number
+    /// "(checked in part)", which is never a clearance.
+    pub fn count_text(&self, kind: Kind) -> String {
+        match (self.count(kind), self.partial_reason(kind)) {
+            (Some(n), Some(_)) => format!("{n} (checked in part)"),
+            (count, _) => count_label(count),
+        }
+    }
+
     /// Findings of `kind` accepted by an exception in force (shown, not counted).
     pub fn accepted(&self, kind: Kind) -> usize {
         self.outcome().map_or(0, |o| {
@@ -858,6 +872,9 @@ struct Summary<'a> {
     findings: ByKind<Option<usize>>,
     /// Exactly the kinds that are `null` in `findings`, with the reason.
     not_evaluated: ByKind<String>,
+    /// Kinds checked only in part, with what was not checked: their count in `findings`
+    /// is what was found, not a clearance.
+    partial: ByKind<String>,
     seats: Option<&'a SeatSummary>,
     /// Findings accepted by an exception in force, per evaluated kind; not in `findings`.
     accepted: ByKind<usize>,
@@ -894,6 +911,12 @@ impl<'a> Summary<'a> {
                 Kind::ALL
                     .into_iter()
                     .filter_map(|kind| input.not_evaluated_reason(kind).map(|r| (kind, r)))
+                    .collect(),
+            ),
+            partial: ByKind(
+                Kind::ALL
+                    .into_iter()
+                    .filter_map(|kind| input.partial_reason(kind).map(|r| (kind, r)))
                     .collect(),
             ),
             seats: input.outcome().map(|outcome| &outcome.seats),
@@ -1226,6 +1249,8 @@ struct SeatsView {
     monthly_saving: Option<String>,
     yearly_saving: Option<String>,
     chart: SeatChart,
+    /// What "in use" was counted from, when not from the organization's members.
+    in_use_note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -1318,6 +1343,8 @@ struct SectionView {
     evaluated: bool,
     count_label: String,
     not_evaluated: Option<String>,
+    /// What was not checked, when the kind was evaluated only in part.
+    partial: Option<String>,
     csv: String,
     /// Rows accepted by an exception: listed, not counted.
     accepted: usize,
@@ -1425,9 +1452,11 @@ impl HtmlView {
                 CardView {
                     kind: kind.as_str(),
                     title: kind.title(),
-                    count_label: count_label(count),
+                    count_label: input.count_text(kind),
                     state: match count {
                         None => "not-evaluated",
+                        // Nothing found in part of the sources is not a clear.
+                        Some(0) if input.partial_reason(kind).is_some() => "not-evaluated",
                         Some(0) => "clear",
                         Some(_) => "open",
                     },
@@ -1454,8 +1483,9 @@ impl HtmlView {
                     title: kind.title(),
                     action: kind.action(),
                     evaluated: count.is_some(),
-                    count_label: count_label(count),
+                    count_label: input.count_text(kind),
                     not_evaluated: input.not_evaluated_reason(kind),
+                    partial: input.partial_reason(kind),
                     csv: format!("{}.csv", kind.as_str()),
                     accepted: rows.iter().filter(|f| f.is_accepted()).count(),
                     total: rows.len(),
@@ -1577,6 +1607,7 @@ impl SeatsView {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "not configured".to_string()),
             in_use: seats.in_use,
+            in_use_note: seats.in_use_note.clone(),
             unused: seats
                 .purchased
                 .map(|purchased| purchased.saturating_sub(seats.in_use)),
@@ -2136,6 +2167,7 @@ pub(crate) mod tests {
             );
         }
         let seats = SeatSummary {
+            in_use_note: None,
             purchased: Some(150),
             in_use: 130,
             reclaimable: BTreeMap::from([
@@ -2175,6 +2207,7 @@ pub(crate) mod tests {
             exceptions: None,
             hub: None,
             outcome: Some(Outcome {
+                partial: Default::default(),
                 findings,
                 counts,
                 seats,

@@ -257,7 +257,7 @@ async fn doctor(
 }
 
 /// Why `--fail-on` fails a run: each named kind with open findings, and each named kind
-/// that was not evaluated (an unchecked kind is no all clear).
+/// that was not evaluated or only in part (an unchecked kind is no all clear).
 fn fail_on_reasons(outcome: &Outcome, fail_on: &[Kind]) -> Vec<String> {
     let mut kinds = fail_on.to_vec();
     kinds.sort();
@@ -265,6 +265,10 @@ fn fail_on_reasons(outcome: &Outcome, fail_on: &[Kind]) -> Vec<String> {
     kinds
         .into_iter()
         .filter_map(|kind| match outcome.counts.get(&kind).copied().flatten() {
+            Some(n) if outcome.partial.contains_key(&kind) => Some(format!(
+                "{kind}: {n} open, and checked only in part ({})",
+                outcome.partial[&kind]
+            )),
             Some(0) => None,
             Some(n) => Some(format!("{kind}: {n} open")),
             None => Some(format!(
@@ -2135,6 +2139,7 @@ mod tests {
         counts.insert(Kind::Shadow, Some(4));
         counts.insert(Kind::IdleSeat, None);
         let outcome = Outcome {
+            partial: Default::default(),
             findings: vec![],
             counts,
             seats: Default::default(),

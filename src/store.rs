@@ -895,6 +895,7 @@ impl Store {
             "counts": outcome.counts.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
             "seats": outcome.seats,
             "not_evaluated": outcome.not_evaluated.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+            "partial": outcome.partial.iter().map(|(k, v)| (k.as_str(), v)).collect::<std::collections::BTreeMap<_, _>>(),
         });
         let tx = self
             .conn
@@ -953,9 +954,10 @@ impl Store {
                     .map_err(err)?;
             }
         }
-        // A finding of an evaluated kind that is open but was not seen this run is resolved.
+        // A finding of an evaluated kind that is open but was not seen this run is resolved;
+        // a kind checked only in part resolves nothing (what was not checked may be open).
         for (kind, count) in &outcome.counts {
-            if count.is_some() && *kind != Kind::Drift {
+            if count.is_some() && *kind != Kind::Drift && !outcome.partial.contains_key(kind) {
                 tx.execute(
                     "UPDATE finding_history SET resolved_run = ?1 \
                      WHERE kind = ?2 AND resolved_run IS NULL AND last_run < ?1",
@@ -1007,6 +1009,10 @@ impl Store {
             .into_iter()
             .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
             .collect();
+        let partial = by_kind("partial")
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect();
         let seats = serde_json::from_value(summary["seats"].clone())
             .map_err(|e| self.corrupt(format!("run {run_id} seat summary is unreadable: {e}")))?;
 
@@ -1030,6 +1036,7 @@ impl Store {
             counts,
             seats,
             not_evaluated,
+            partial,
             resolved,
         }))
     }
@@ -2064,6 +2071,7 @@ mod tests {
             })
             .collect();
         Outcome {
+            partial: Default::default(),
             findings,
             counts,
             seats: Default::default(),
@@ -2251,6 +2259,7 @@ mod tests {
             if is_complete {
                 let findings = crate::reconcile::drift(&[], &[account(&id, true)], "run 1");
                 let outcome = Outcome {
+                    partial: Default::default(),
                     findings,
                     counts: [(Kind::Drift, Some(1))].into_iter().collect(),
                     seats: Default::default(),
@@ -2455,6 +2464,7 @@ mod tests {
 
     fn outcome(findings: Vec<Finding>) -> Outcome {
         Outcome {
+            partial: Default::default(),
             findings,
             counts: Kind::ALL.iter().map(|k| (*k, Some(0))).collect(),
             seats: Default::default(),
@@ -2579,5 +2589,22 @@ mod tests {
         blind.counts.insert(Kind::TerminatedActive, None);
         store.save_outcome(run, day("2026-11-17"), &blind).unwrap();
         assert!(store.resolved(run).unwrap().is_empty());
+    }
+
+    // Regression: leavers found through the members list were resolved by a run that
+    // could not read that list.
+    #[test]
+    fn a_kind_checked_in_part_resolves_none_of_its_findings_and_is_kept_as_partial() {
+        let mut store = Store::open_in_memory().unwrap();
+        reconciled_run(&mut store, &[("a", true)], "2026-11-10", vec![leaver("a")]);
+        let run = store.begin_run("run", Some(day("2026-11-17"))).unwrap();
+        let mut part = outcome(vec![]);
+        part.counts.insert(Kind::TerminatedActive, Some(0));
+        part.partial
+            .insert(Kind::TerminatedActive, "the members list failed".into());
+        store.save_outcome(run, day("2026-11-17"), &part).unwrap();
+        assert!(store.resolved(run).unwrap().is_empty());
+        let loaded = store.outcome(run).unwrap().unwrap();
+        assert_eq!(loaded.partial, part.partial);
     }
 }

@@ -551,6 +551,112 @@ async fn an_incomplete_hub_read_leaves_its_kinds_not_evaluated_and_the_report_sa
     );
 }
 
+// Regression: a leaver still a member without an active SCIM account was found from the
+// members list; when a later run could not read that list, terminated_active read "0"
+// (checked, no findings), `--fail-on terminated_active` exited 0, and history marked the
+// leaver resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_members_read_leaves_leavers_checked_in_part_never_clear_or_resolved() {
+    let server = serve(hub_members(), hub_invites()).await;
+    let scim = hubreview::demo::start(
+        users(3),
+        hubreview::demo::ServerOptions {
+            token: TOKEN.into(),
+            ..hubreview::demo::ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut people: Vec<(String, &str)> = (0..3)
+        .map(|i| (format!("user{i:04}@testorg.example"), "ACTIVE"))
+        .collect();
+    // The guest member `kitcontractor` has no SCIM account, and has left.
+    people.push(("kit@partner.example".into(), "DEPROVISIONED"));
+    let okta = write_okta(tmp.path(), &people);
+    let hub_section = format!(
+        "[hub]\nurl = \"{}\"\norg = \"testorg\"\nusername = \"{HUB_USER}\"\n",
+        server.origin()
+    );
+    let config = write_config(tmp.path(), &scim.base_url(), &okta, &hub_section);
+    let run = |as_of: &'static str| {
+        let (dir, config) = (tmp.path().to_owned(), config.clone());
+        async move {
+            let out = hubreview(
+                &dir,
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "run",
+                    "--as-of",
+                    as_of,
+                    "--fail-on",
+                    "terminated_active",
+                ],
+                &[
+                    ("HUBREVIEW_SCIM_TOKEN", TOKEN),
+                    ("HUBREVIEW_HUB_TOKEN", HUB_TOKEN),
+                ],
+            )
+            .await;
+            let dir = report_dirs(&dir.join("reports"))
+                .into_iter()
+                .find(|d| read_json(&d.join("summary.json"))["as_of"] == as_of)
+                .expect("the run's report directory");
+            (out, dir)
+        }
+    };
+
+    let (out, _) = run("2026-11-30").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    server.faults().server_errors = 1000;
+    let (out, dir) = run("2026-12-01").await;
+    let summary = read_json(&dir.join("summary.json"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "never a pass: {stderr}");
+    assert!(stderr.contains("checked only in part"), "{stderr}");
+    assert_eq!(summary["findings"]["terminated_active"], 0);
+    let why = summary["partial"]["terminated_active"].as_str().unwrap();
+    assert!(why.contains("still members"), "{why}");
+    assert!(why.contains("HTTP 500"), "{why}");
+    assert_eq!(
+        summary["resolved"], 0,
+        "nothing resolved from a failed read"
+    );
+    assert!(
+        summary["seats"]["in_use_note"]
+            .as_str()
+            .unwrap()
+            .contains("active SCIM accounts")
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Checked only in part:"), "the report says so");
+    assert!(html.contains("0 (checked in part)"));
+    let section = html
+        .split("id=\"heading-terminated_active\"")
+        .nth(1)
+        .unwrap();
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(!section.contains("Checked: no findings"), "{section}");
+
+    // The next complete read finds the leaver again, still open since the first run.
+    server.faults().server_errors = 0;
+    let (out, dir) = run("2026-12-02").await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary = read_json(&dir.join("summary.json"));
+    assert_eq!(summary["findings"]["terminated_active"], 1);
+    assert_eq!(summary["partial"], json!({}));
+    let findings = read_json(&dir.join("findings.json"));
+    let leaver = findings["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "terminated_active")
+        .unwrap();
+    assert_eq!(leaver["first_seen"], "2026-11-30", "{leaver}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_hub_credentials_are_reported_and_never_printed() {
     let server = serve(hub_members(), hub_invites()).await;
