@@ -1015,6 +1015,10 @@ struct FindingJson<'a> {
     evidence: &'a BTreeMap<String, String>,
     first_seen: Option<String>,
     days_open: Option<i64>,
+    /// `open`, `accepted` or `open (exception expired)`, as in the CSV.
+    status: &'static str,
+    /// The exception that names the finding, in force or expired; `null` when none.
+    exception: Option<&'a Acceptance>,
 }
 
 impl<'a> FindingsJson<'a> {
@@ -1046,6 +1050,8 @@ impl<'a> FindingsJson<'a> {
                         evidence: &f.evidence,
                         first_seen: row.first_seen.map(|d| d.to_string()),
                         days_open: row.days_open,
+                        status: status_text(f),
+                        exception: f.exception.as_ref(),
                     }
                 })
                 .collect(),
@@ -2744,7 +2750,10 @@ pub(crate) mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut expected: Vec<&str> = CSV_COLUMNS[..16].to_vec();
+        let mut expected: Vec<&str> = CSV_COLUMNS
+            .into_iter()
+            .filter(|c| !matches!(*c, "decision" | "justification"))
+            .collect();
         expected.sort_unstable();
         let mut sorted = keys.clone();
         sorted.sort_unstable();
@@ -2756,6 +2765,31 @@ pub(crate) mod tests {
         assert!(findings[1]["days_open"].is_null());
         // A shadow account has no person: null, not an empty string.
         assert!(findings[2]["person_email"].is_null());
+        // Regression: accepted and open findings could not be told apart by a machine.
+        assert_eq!(findings[0]["status"], "open");
+        assert!(findings[0]["exception"].is_null());
+
+        let mut input = complete_input();
+        let key = input.outcome.as_ref().unwrap().findings[1].key.clone();
+        input.outcome.as_mut().unwrap().findings[1].exception = Some(Acceptance {
+            owner: "sec@acme.example".into(),
+            reason: "break-glass admin".into(),
+            expires: NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(),
+            expired: false,
+            source: "exceptions.toml entry 1".into(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), &input, 500).unwrap();
+        let json = read_json(&written.file("findings.json").unwrap().path);
+        let accepted = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key.as_str())
+            .unwrap();
+        assert_eq!(accepted["status"], "accepted");
+        assert_eq!(accepted["exception"]["owner"], "sec@acme.example");
+        assert_eq!(accepted["exception"]["expires"], "2027-01-31");
     }
 
     #[test]
