@@ -583,11 +583,8 @@ impl Job {
         dry_run: bool,
         fail_on: &[Kind],
     ) -> Result<Summary> {
-        let today = Utc::now().date_naive();
-        let as_of = as_of.unwrap_or(today);
-        if as_of > today {
-            warn!(%as_of, %today, "the review date is in the future");
-        }
+        let as_of = as_of.unwrap_or_else(|| Utc::now().date_naive());
+        refuse_future(as_of)?;
         self.preflight(true, true)?;
         let token = self.token()?;
         let (export, members) = self.read_inputs()?;
@@ -1158,6 +1155,7 @@ impl Job {
         let as_of = as_of
             .or(run.as_of)
             .unwrap_or_else(|| Utc::now().date_naive());
+        refuse_future(as_of)?;
         refuse_backdated(&store, as_of, Some(run.id))?;
         let outcome = reconcile_step(
             &mut store,
@@ -1488,6 +1486,19 @@ fn control_character_in(what: &str, variable: &str, token: Option<&str>) -> Opti
              character (a line break inside it?); set it to the token alone"
         )
     })
+}
+
+/// Refuses a review date after tomorrow (UTC; tomorrow for zones ahead of UTC): a typo
+/// such as 2062 for 2026 would otherwise make every later, real date "back-dated".
+fn refuse_future(as_of: NaiveDate) -> Result<()> {
+    let today = Utc::now().date_naive();
+    if as_of > today + chrono::Days::new(1) {
+        return Err(Failure::usage(format!(
+            "--as-of {as_of} lies in the future (today is {today}, UTC): a review date is \
+             today or earlier; leave --as-of out for today"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a review date before that of a run already reconciled (other than `this`):

@@ -233,3 +233,23 @@ async fn a_review_date_before_one_already_reconciled_is_refused() {
         "nothing was run"
     );
 }
+
+// Regression: a review date mistyped into the future (2062 for 2026) was accepted, and
+// every later run was then refused as back-dated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_date_in_the_future_is_refused_before_anything_is_fetched() {
+    let server = demo::start(users(4), options()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let okta = write_okta(tmp.path(), &people());
+    let config = write_config(tmp.path(), &server.base_url(), &okta, "");
+    let out = run(tmp.path(), &config, "2062-11-30").await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("lies in the future"), "{stderr}");
+    assert!(server.request_log().is_empty(), "nothing was fetched");
+    assert!(report_dirs(&tmp.path().join("reports")).is_empty());
+    // Today still works afterwards.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let out = run(tmp.path(), &config, &today).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
