@@ -396,10 +396,11 @@ fn idp(config: &Config) -> Check {
 
 fn activity(config: &Config) -> Check {
     let Some(path) = &config.activity.file else {
-        return Check::skip(
-            "activity",
-            "no `activity.file`: idle_seat and not_provisioned are not evaluated",
-        );
+        let without = match config.hub.configured() {
+            true => "no `activity.file`: the Hub API gives the members and any activity it has",
+            false => "no `activity.file`: idle_seat and not_provisioned are not evaluated",
+        };
+        return Check::skip("activity", without);
     };
     match crate::activity::read(path, &config.activity.format) {
         Ok(export) => Check::ok(

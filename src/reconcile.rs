@@ -472,12 +472,24 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
             not_evaluated.insert(Kind::NotProvisioned, why.into());
         }
     }
-    if members.is_some() && !activity_known {
+    if let Some(listed) = members.filter(|_| !activity_known) {
+        let from_api = listed
+            .iter()
+            .all(|m| m.source == crate::activity::MemberSource::HubApi);
         not_evaluated.insert(
             Kind::IdleSeat,
-            "the members export has no activity (no Last Logged-In Date or Last Seen Date \
-             column): use Docker Hub's Insights export"
-                .into(),
+            match from_api {
+                true => {
+                    "the Docker Hub members API gave no member any activity (no \
+                     last_logged_in_at or last_seen_at, as for an organization without \
+                     Insights): add `activity.file` with Docker Hub's Insights export"
+                }
+                false => {
+                    "the members export has no activity (no Last Logged-In Date or Last Seen \
+                     Date column): use Docker Hub's Insights export"
+                }
+            }
+            .into(),
         );
     }
     let status_known = inputs
@@ -2873,5 +2885,25 @@ mod tests {
             leaver.reason
         );
         assert_eq!(outcome.counts[&Kind::NotProvisioned], Some(1));
+    }
+
+    #[test]
+    fn members_without_activity_say_where_activity_would_come_from() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let people = [person(2, Some("a@example.com"), false)];
+        let mut from_export = member("a@example.com", Seen::Unknown, None);
+        from_export.last_seen = Seen::Unknown;
+        let outcome = run(&accounts, &people, Some(&[from_export.clone()]), None);
+        assert!(outcome.not_evaluated[&Kind::IdleSeat].contains("the members export has"));
+        let mut from_api = from_export;
+        from_api.source = crate::activity::MemberSource::HubApi;
+        from_api.activity_source = crate::activity::MemberSource::HubApi;
+        let outcome = run(&accounts, &people, Some(&[from_api]), None);
+        let why = &outcome.not_evaluated[&Kind::IdleSeat];
+        assert!(
+            why.contains("members API gave no member any activity"),
+            "{why}"
+        );
+        assert!(why.contains("`activity.file`"), "{why}");
     }
 }

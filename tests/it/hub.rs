@@ -500,6 +500,11 @@ async fn a_run_finds_idle_seats_hub_only_guests_and_year_old_invites_from_the_hu
         run.html.contains("<dt>Docker Hub API</dt>"),
         "the header names it"
     );
+    assert!(
+        run.html
+            .contains("none: members and activity from the Docker Hub API above"),
+        "the activity line does not read as no activity at all"
+    );
 
     let csv = &run.findings_csv;
     assert!(csv.contains("pending_invite:inv-old"), "{csv}");
@@ -748,6 +753,11 @@ async fn doctor_signs_in_to_the_hub_and_reads_one_page_of_members() {
             assert!(line.contains("HTTP 401"), "{line}");
         }
         assert!(!stdout.contains(token), "{stdout}");
+        // With the Hub set, a missing activity.file leaves nothing unevaluated by itself.
+        assert!(
+            !stdout.contains("idle_seat and not_provisioned are not evaluated"),
+            "{stdout}"
+        );
     }
     let gets: Vec<_> = server
         .request_log()
