@@ -325,7 +325,12 @@ pub fn normalize(value: &str) -> Option<String> {
     if trimmed.is_ascii() {
         return Some(trimmed.to_ascii_lowercase());
     }
-    let key: String = trimmed.nfc().collect::<String>().trim().to_lowercase();
+    let mut key: String = trimmed.nfc().collect::<String>().trim().to_lowercase();
+    // Lowercasing writes a word-final capital sigma as final sigma (ς), so `ΟΔΟΣ` and
+    // `οδοσ` would differ: fold it to σ, as case folding does.
+    if key.contains('ς') {
+        key = key.replace('ς', "σ");
+    }
     (!key.is_empty()).then_some(key)
 }
 
@@ -518,13 +523,21 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     for (kind, why) in &inputs.unavailable {
         not_evaluated.insert(*kind, why.clone());
     }
-    // A members list that failed to read also hides the leavers who are still members
-    // without an active SCIM account: the leavers found are not all of them.
-    let mut partial = BTreeMap::new();
-    if let Some((_, why)) = inputs
+    // A members list that failed to read (or read as nobody) also hides the leavers who are
+    // still members without an active SCIM account: the leavers found are not all of them.
+    let members_failed = inputs
         .unavailable
         .iter()
         .find(|(kind, _)| *kind == Kind::NotProvisioned)
+        .map(|(_, why)| why.as_str())
+        .or_else(|| {
+            inputs
+                .members
+                .is_some_and(|m| m.is_empty())
+                .then_some("the members list holds nobody")
+        });
+    let mut partial = BTreeMap::new();
+    if let Some(why) = members_failed
         && !not_evaluated.contains_key(&Kind::TerminatedActive)
     {
         partial.insert(
@@ -563,7 +576,7 @@ pub fn reconcile(inputs: &Inputs<'_>) -> Result<Outcome, ReconcileError> {
     for kind in not_evaluated.keys() {
         counts.insert(*kind, None);
     }
-    let seats = seats(&findings, &not_evaluated, inputs);
+    let seats = seats(&findings, &not_evaluated, members_failed, inputs);
 
     Ok(Outcome {
         findings,
@@ -761,51 +774,45 @@ fn near_misses(
         }
     }
 
-    let left = df!(
-        "a" => (0..account_shapes.len() as u32).collect::<Vec<u32>>(),
-        "local" => account_shapes.iter().map(|(_, _, s)| s.local.as_str()).collect::<Vec<_>>(),
-    )?;
-    let right = df!(
-        "p" => (0..person_shapes.len() as u32).collect::<Vec<u32>>(),
-        "local" => person_shapes.iter().map(|(_, _, s)| s.local.as_str()).collect::<Vec<_>>(),
-    )?;
-    let mut args = JoinArgs::new(JoinType::Inner);
-    args.nulls_equal = false;
-    let pairs = left
-        .lazy()
-        .join(right.lazy(), [col("local")], [col("local")], args)
-        .select([col("a"), col("p")])
-        .sort(["a", "p"], SortMultipleOptions::default())
-        .collect()?;
-
+    // The unmatched people's shapes by local part, in their order. Each account takes the
+    // first few look-alikes and stops: a local part shared by thousands (bot+1, bot+2, ...)
+    // costs a few comparisons per account, never every pair.
+    let mut by_local: HashMap<&str, Vec<usize>> = HashMap::default();
+    for (j, (_, _, sh)) in person_shapes.iter().enumerate() {
+        by_local.entry(sh.local.as_str()).or_default().push(j);
+    }
     let mut out: HashMap<usize, Vec<NearMiss>> = HashMap::default();
-    let a_col = pairs.column("a")?.u32()?.clone();
-    let p_col = pairs.column("p")?.u32()?.clone();
-    for (a, p) in a_col.iter().zip(p_col.iter()) {
-        let (Some(a), Some(p)) = (a, p) else { continue };
-        let (account, account_key, a_shape) = &account_shapes[a as usize];
-        let (person, person_key, p_shape) = &person_shapes[p as usize];
-        let mut how = Vec::new();
-        if a_shape.tagged || p_shape.tagged {
-            how.push("+tag");
-        }
-        if a_shape.guest || p_shape.guest {
-            how.push("guest #EXT# form");
-        }
-        if a_shape.domain != p_shape.domain {
-            how.push("another domain");
-        }
-        if how.is_empty() {
+    for (account, account_key, a_shape) in &account_shapes {
+        let Some(candidates) = by_local.get(a_shape.local.as_str()) else {
             continue;
-        }
-        let list = out.entry(*account).or_default();
-        if list.len() < MAX_NEAR_MISSES && list.iter().all(|n| n.person != *person) {
-            list.push(NearMiss {
-                person: *person,
-                account_key: (*account_key).to_owned(),
-                person_key: (*person_key).to_owned(),
-                how,
-            });
+        };
+        for &j in candidates {
+            let (person, person_key, p_shape) = &person_shapes[j];
+            let mut how = Vec::new();
+            if a_shape.tagged || p_shape.tagged {
+                how.push("+tag");
+            }
+            if a_shape.guest || p_shape.guest {
+                how.push("guest #EXT# form");
+            }
+            if a_shape.domain != p_shape.domain {
+                how.push("another domain");
+            }
+            if how.is_empty() {
+                continue;
+            }
+            let list = out.entry(*account).or_default();
+            if list.len() >= MAX_NEAR_MISSES {
+                break;
+            }
+            if list.iter().all(|n| n.person != *person) {
+                list.push(NearMiss {
+                    person: *person,
+                    account_key: (*account_key).to_owned(),
+                    person_key: (*person_key).to_owned(),
+                    how,
+                });
+            }
         }
     }
     Ok(out)
@@ -1753,25 +1760,36 @@ fn data_quality(
 }
 
 /// Seats in use and reclaimable; each account is counted once, under its first reason.
+/// `members_failed` says why the members list could not be used, when it was expected.
 fn seats(
     findings: &[Finding],
     not_evaluated: &BTreeMap<Kind, String>,
+    members_failed: Option<&str>,
     inputs: &Inputs<'_>,
 ) -> SeatSummary {
-    let members = match inputs.members {
+    let members = match inputs.members.filter(|m| !m.is_empty()) {
         Some(members) => members.len() as u64,
         None => inputs.accounts.iter().filter(|a| a.active).count() as u64,
     };
-    // Counted from SCIM because the members list failed: members SCIM does not know are
-    // missing from it, so say so rather than give the lower figure as the whole.
-    let in_use_note = inputs
-        .unavailable
-        .iter()
-        .find(|(kind, _)| *kind == Kind::NotProvisioned)
-        .filter(|_| inputs.members.is_none())
-        .map(|(_, why)| {
-            format!("counted from active SCIM accounts, so members without one are missing: {why}")
-        });
+    // Counted from SCIM because the members list failed, or without the invitees because
+    // the invites did: say so rather than give the lower figure as the whole.
+    let mut notes = Vec::new();
+    if let Some(why) = members_failed {
+        notes.push(format!(
+            "counted from active SCIM accounts, so members without one are missing ({why})"
+        ));
+    }
+    if inputs.invites.is_none()
+        && let Some((_, why)) = inputs
+            .unavailable
+            .iter()
+            .find(|(kind, _)| *kind == Kind::PendingInvite)
+    {
+        notes.push(format!(
+            "pending invites, which hold seats too, are not counted ({why})"
+        ));
+    }
+    let in_use_note = (!notes.is_empty()).then(|| notes.join("; "));
     // Invitees hold seats too; one the members list already shows as an invitee counts once.
     let invited = inputs.invites.map_or(0, |invites| {
         let listed: HashSet<std::borrow::Cow<'_, str>> = inputs
@@ -1952,6 +1970,15 @@ mod tests {
         let nfc = "jos\u{e9}@example.com";
         assert_eq!(normalize(nfd), normalize(nfc));
         assert_eq!(normalize("   "), None);
+        // Regression: a final capital sigma lowercased to ς and never matched σ.
+        assert_eq!(
+            normalize("ΟΔΟΣ@acme.example"),
+            normalize("οδοσ@acme.example")
+        );
+        assert_eq!(
+            normalize("οδος@acme.example"),
+            normalize("ΟΔΟΣ@acme.example")
+        );
     }
 
     /// What one account should come to: matched to a person (by index) on a rule, or
@@ -2905,5 +2932,48 @@ mod tests {
             "{why}"
         );
         assert!(why.contains("`activity.file`"), "{why}");
+    }
+
+    // Regression: an empty members list cleared every leaver found only through it, and
+    // counted 0 seats in use.
+    #[test]
+    fn an_empty_members_list_leaves_leavers_checked_in_part_and_seats_counted_from_scim() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let people = [person(2, Some("a@example.com"), false)];
+        let outcome = run(&accounts, &people, Some(&[]), None);
+        assert_eq!(outcome.counts[&Kind::NotProvisioned], None);
+        assert_eq!(outcome.counts[&Kind::TerminatedActive], Some(0));
+        assert!(outcome.partial[&Kind::TerminatedActive].contains("holds nobody"));
+        assert_eq!(outcome.seats.in_use, 1);
+        let note = outcome.seats.in_use_note.as_deref().unwrap();
+        assert!(note.contains("active SCIM accounts"), "{note}");
+
+        // With members, nothing is partial and no note is written.
+        let members = [member("a@example.com", Seen::Never, None)];
+        let outcome = run(&accounts, &people, Some(&members), None);
+        assert!(outcome.partial.is_empty());
+        assert!(outcome.seats.in_use_note.is_none());
+    }
+
+    // Regression: every unmatched account was joined with every unmatched person of the
+    // same local part, so thousands of `bot+N` addresses made millions of pairs. Each
+    // account now takes the first look-alikes in the export's order.
+    #[test]
+    fn a_local_part_shared_by_thousands_gives_each_account_the_first_few_look_alikes() {
+        let accounts: Vec<Account> = (0..2000)
+            .map(|i| account(&format!("a{i}"), Some(&format!("bot+{i}@acme.example"))))
+            .collect();
+        let people: Vec<Person> = (0..2000)
+            .map(|i| person(i + 2, Some(&format!("bot+p{i}@other.example")), false))
+            .collect();
+        let numbered = Keys::new(&accounts, &people, &[]);
+        let matches = match_accounts(&numbered, &people, as_of()).unwrap();
+        let near = near_misses(&numbered, &accounts, &matches).unwrap();
+        assert_eq!(near.len(), 2000);
+        for list in near.values() {
+            let rows: Vec<usize> = list.iter().map(|n| people[n.person].row).collect();
+            assert_eq!(rows, [2, 3, 4, 5, 6]);
+            assert_eq!(list[0].how, ["+tag", "another domain"]);
+        }
     }
 }

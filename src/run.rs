@@ -1806,6 +1806,14 @@ impl HubSources {
                     Kind::PendingInvite,
                     "no invite data: the Hub API was not read with this run's snapshot".into(),
                 ));
+                if export_members.is_none() {
+                    // The members the configuration counts on are missing from this run:
+                    // a failed source, not a choice (leavers still members go unseen).
+                    let why = "the Docker Hub members list was not read with this run's \
+                               snapshot (taken without `[hub]`): run again with `[hub]`";
+                    unavailable.push((Kind::IdleSeat, why.into()));
+                    unavailable.push((Kind::NotProvisioned, why.into()));
+                }
             }
             return HubSources {
                 members: export_members,
@@ -2193,5 +2201,21 @@ mod tests {
         assert_eq!(shrinkage(1000, 950, &config), None, "5 %");
         assert_eq!(shrinkage(0, 0, &config), None, "no baseline");
         assert_eq!(shrinkage(10, 12, &config), None, "growth");
+    }
+
+    // Regression: a run reconciled from a snapshot taken without `[hub]`, while `[hub]` is
+    // set, counted terminated_active as fully checked and resolved leavers found earlier
+    // through the members list.
+    #[test]
+    fn a_snapshot_without_the_hub_leaves_the_members_kinds_unavailable_when_hub_is_set() {
+        let mut config = Config::default();
+        config.hub.org = Some("acme".into());
+        let sources = HubSources::new(None, None, &config);
+        let kinds: Vec<Kind> = sources.unavailable.iter().map(|(k, _)| *k).collect();
+        assert!(kinds.contains(&Kind::NotProvisioned), "{kinds:?}");
+        assert!(kinds.contains(&Kind::IdleSeat), "{kinds:?}");
+        // Without `[hub]` nothing is expected from it: a choice, not a failure.
+        let sources = HubSources::new(None, None, &Config::default());
+        assert!(sources.unavailable.is_empty());
     }
 }
