@@ -123,15 +123,29 @@ pub fn render(m: &RunMetrics<'_>) -> String {
         "Open findings of the last run, by kind; a kind that was not evaluated has no sample.",
         &counts(&|c| c.map(|n| n as f64)),
     );
+    // A kind checked only in part is not evaluated for an alert: 0, so the "not
+    // evaluated" alert fires rather than the count reading as an all clear.
+    let evaluated: Vec<(String, f64)> = Kind::ALL
+        .iter()
+        .map(|k| {
+            let whole = outcome.counts.get(k).copied().flatten().is_some()
+                && !outcome.partial.contains_key(k);
+            (
+                format!("{{kind=\"{}\"}}", k.as_str()),
+                if whole { 1.0 } else { 0.0 },
+            )
+        })
+        .collect();
     gauge(
         "hubreview_finding_kind_evaluated",
-        "1 when the last run evaluated the kind, 0 when its source was missing.",
-        &counts(&|c| Some(if c.is_some() { 1.0 } else { 0.0 })),
+        "1 when the last run evaluated the kind fully, 0 when its source was missing or \
+         only part of it could be read.",
+        &evaluated,
     );
     let seats = &outcome.seats;
     gauge(
         "hubreview_seats_in_use",
-        "Seats in use: active SCIM accounts.",
+        "Seats in use: the organization's members and pending invites, else active SCIM accounts.",
         &one(seats.in_use as f64),
     );
     if let Some(purchased) = seats.purchased {
@@ -311,5 +325,21 @@ mod tests {
             .to_string();
         assert!(err.contains("hubreview.prom"), "{err}");
         assert!(err.contains("metrics.textfile"), "{err}");
+    }
+
+    // Regression: a kind checked only in part exported evaluated 1 and a count of 0, which
+    // an alert read as all clear.
+    #[test]
+    fn a_kind_checked_in_part_is_not_exported_as_evaluated() {
+        let mut outcome = outcome();
+        outcome
+            .partial
+            .insert(Kind::TerminatedActive, "the members list failed".into());
+        let text = render(&metrics(true, &outcome));
+        assert!(
+            text.contains("hubreview_finding_kind_evaluated{kind=\"terminated_active\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("hubreview_finding_kind_evaluated{kind=\"shadow\"} 1\n"));
     }
 }

@@ -1764,8 +1764,10 @@ impl TrendView {
                 .unwrap_or_else(|| format!("run {}", point.run_id))
         };
 
+        // A kind checked only in part in this run is drawn, never listed as clear.
         let zero_kinds: Vec<&'static str> = Kind::ALL
             .into_iter()
+            .filter(|kind| input.partial_reason(*kind).is_none())
             .filter(|kind| {
                 let counts: Vec<usize> = points.iter().filter_map(|p| count(p, *kind)).collect();
                 !counts.is_empty() && counts.iter().all(|n| *n == 0)

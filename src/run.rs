@@ -299,10 +299,7 @@ fn log_summary(result: &Result<Summary>, duration: Duration) {
                 .map(|o| {
                     Kind::ALL
                         .iter()
-                        .map(|k| match o.counts.get(k).copied().flatten() {
-                            Some(n) => format!("{k}={n}"),
-                            None => format!("{k}=n/a"),
-                        })
+                        .map(|k| format!("{k}={}", count_cell(o, *k, "n/a")))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
@@ -1494,8 +1491,8 @@ fn refuse_future(as_of: NaiveDate) -> Result<()> {
     let today = Utc::now().date_naive();
     if as_of > today + chrono::Days::new(1) {
         return Err(Failure::usage(format!(
-            "--as-of {as_of} lies in the future (today is {today}, UTC): a review date is \
-             today or earlier; leave --as-of out for today"
+            "--as-of {as_of} lies in the future (today is {today}, UTC): a review date is no \
+             later than tomorrow; leave --as-of out for today"
         )));
     }
     Ok(())
@@ -2019,13 +2016,20 @@ fn open_total(outcome: &Outcome) -> usize {
     outcome.counts.values().flatten().sum()
 }
 
+/// A kind's count for a line of text: the number, `none` when not evaluated, and the
+/// number "(checked in part)" when only part of its sources could be read.
+fn count_cell(outcome: &Outcome, kind: Kind, none: &str) -> String {
+    match outcome.counts.get(&kind).copied().flatten() {
+        Some(n) if outcome.partial.contains_key(&kind) => format!("{n} (checked in part)"),
+        Some(n) => n.to_string(),
+        None => none.to_owned(),
+    }
+}
+
 pub fn counts_line(outcome: &Outcome) -> String {
     let parts: Vec<String> = Kind::ALL
         .iter()
-        .map(|k| match outcome.counts.get(k).copied().flatten() {
-            Some(n) => format!("{k} {n}"),
-            None => format!("{k} n/a"),
-        })
+        .map(|k| format!("{k} {}", count_cell(outcome, *k, "n/a")))
         .collect();
     format!(
         "{} open findings ({})",
@@ -2062,10 +2066,7 @@ pub fn print_summary(config: &Config, summary: &Summary) {
     }
     if let Some(outcome) = &summary.outcome {
         for kind in Kind::ALL {
-            let count = match outcome.counts.get(&kind).copied().flatten() {
-                Some(n) => n.to_string(),
-                None => "not evaluated".into(),
-            };
+            let count = count_cell(outcome, kind, "not evaluated");
             say!("  {:<20} {count}", kind.as_str());
         }
         let accepted = outcome.findings.iter().filter(|f| f.is_accepted()).count();

@@ -1733,13 +1733,20 @@ fn create_private(path: &Path) -> std::io::Result<()> {
     let file = options.open(path)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         tighten(&file)?;
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
-            match std::fs::OpenOptions::new().read(true).open(&side) {
+            // Never through a symlink: the mode of whatever it points at is not ours to
+            // change (SQLite then refuses the link itself).
+            let mut side_options = std::fs::OpenOptions::new();
+            side_options
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+            match side_options.open(&side) {
                 Ok(side) => tighten(&side)?,
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -2606,5 +2613,21 @@ mod tests {
         assert!(store.resolved(run).unwrap().is_empty());
         let loaded = store.outcome(run).unwrap().unwrap();
         assert_eq!(loaded.partial, part.partial);
+    }
+
+    // Regression: a `-wal` file that was a symlink had its target's mode changed.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_wal_file_is_not_followed_to_change_its_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.txt");
+        std::fs::write(&target, b"x").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = dir.path().join("hub.db");
+        std::os::unix::fs::symlink(&target, dir.path().join("hub.db-wal")).unwrap();
+        create_private(&store).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 }

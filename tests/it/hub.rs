@@ -637,6 +637,16 @@ async fn a_failed_members_read_leaves_leavers_checked_in_part_never_clear_or_res
     );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("Checked only in part:"), "the report says so");
+    let caption = html
+        .lines()
+        .find(|l| l.contains("No open finding in any of these runs"))
+        .unwrap_or_default();
+    assert!(!caption.contains("terminated_active"), "{caption}");
+    assert!(
+        text(&out.stdout).contains("0 (checked in part)"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(html.contains("0 (checked in part)"));
     let section = html
         .split("id=\"heading-terminated_active\"")
