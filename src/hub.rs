@@ -498,6 +498,21 @@ impl Session {
                 continue;
             }
             match page.next.filter(|n| !n.trim().is_empty()) {
+                // Without a count nothing checks the list: one that ends on a full page
+                // may have been cut short, so its end is not taken on trust.
+                None if listing.count.is_none()
+                    && url
+                        .query_pairs()
+                        .find(|(k, _)| k == "page_size")
+                        .and_then(|(_, v)| v.parse::<usize>().ok())
+                        .is_some_and(|size| received >= size) =>
+                {
+                    break Some(format!(
+                        "page {} of {what} is full but gives no count and no next page, so \
+                         the end of the list cannot be known",
+                        listing.pages
+                    ));
+                }
                 None => break None,
                 Some(next) => match self.follow(&url, &next) {
                     Ok(next) => url = next,

@@ -67,6 +67,9 @@ pub struct HubFaults {
     pub cut_page: Option<(usize, u32)>,
     /// This members page leaves out its last member, while `count` stays.
     pub short_page: Option<usize>,
+    /// This members page (from 1) is the last: no `count` and no `next` link, as from a
+    /// server that lost the rest of the list.
+    pub ends_without_count: Option<usize>,
     /// The `next` link of the first members page points at this origin instead.
     pub foreign_next: Option<String>,
     /// Members come as a bare array, paged by `page`, without `count` or `next`.
@@ -317,8 +320,12 @@ fn members_page(shared: &Shared, uri: &Uri) -> Response {
     });
     let previous =
         (page > 1).then(|| format!("{}{path}?page={}&page_size={size}", shared.origin, page - 1));
+    let (count, next) = match faults.ends_without_count == Some(page) {
+        true => (None, None),
+        false => (Some(members.len()), next),
+    };
     let body = json!({
-        "count": members.len(),
+        "count": count,
         "next": next,
         "previous": previous,
         "results": results,

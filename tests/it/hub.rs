@@ -223,6 +223,25 @@ async fn a_page_short_of_a_member_does_not_add_up_to_the_count() {
     );
 }
 
+// Regression: a full page with neither `count` nor `next` was taken as the whole list, and
+// the members after it (leavers among them) were cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_last_page_without_a_count_is_not_taken_as_the_end() {
+    let server = serve(members(25), Vec::new()).await;
+    server.faults().ends_without_count = Some(1);
+    let fetched = fetch(&server).await;
+    let reason = reason(&fetched);
+    assert!(
+        reason.contains("gives no count and no next page"),
+        "{reason}"
+    );
+    // A short last page without a count is an ordinary end.
+    let server = serve(members(5), Vec::new()).await;
+    server.faults().ends_without_count = Some(1);
+    let fetched = fetch(&server).await;
+    assert_eq!(usernames(&fetched), expected_usernames(5));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_next_link_to_another_origin_is_not_followed_and_the_token_goes_nowhere_else() {
     let server = serve(members(25), Vec::new()).await;
