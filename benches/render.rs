@@ -87,6 +87,7 @@ fn input() -> ReportInput {
     let trend = (0..12)
         .map(|week| TrendPoint {
             run_id: week + 1,
+            partial: Vec::new(),
             as_of: Some(as_of - chrono::Days::new(7 * (11 - week as u64))),
             counts: Kind::ALL
                 .into_iter()

@@ -1297,6 +1297,8 @@ struct TrendView {
     /// Kinds evaluated in these runs with no open finding in any: not drawn, so that
     /// their lines do not hide each other along the zero line.
     zero_kinds: Vec<&'static str>,
+    /// Whether any run shown checked a kind only in part (its counts carry a `*`).
+    marked: bool,
     kinds: Vec<&'static str>,
     rows: Vec<TrendRow>,
     description: String,
@@ -1806,7 +1808,7 @@ impl TrendView {
                 }
                 let latest = points
                     .last()
-                    .map(|point| count_label(count(point, kind)))
+                    .map(|point| trend_cell(point, kind))
                     .unwrap_or_default();
                 (!dots.is_empty()).then(|| SeriesView {
                     kind: kind.as_str(),
@@ -1851,9 +1853,7 @@ impl TrendView {
             .map(|point| TrendRow {
                 run_id: point.run_id,
                 as_of: run_label(point),
-                cells: Kind::ALL
-                    .map(|kind| count_label(count(point, kind)))
-                    .to_vec(),
+                cells: Kind::ALL.map(|kind| trend_cell(point, kind)).to_vec(),
             })
             .collect();
         let description = match (points.first(), points.last()) {
@@ -1875,6 +1875,7 @@ impl TrendView {
             y_ticks,
             series,
             zero_kinds,
+            marked: points.iter().any(|p| !p.partial.is_empty()),
             kinds: Kind::ALL.map(Kind::as_str).to_vec(),
             rows,
             description,
@@ -2057,6 +2058,19 @@ fn css_string_body(text: &str) -> String {
 }
 
 /// A count as a reviewer reads it: the number, or `not evaluated` (never 0).
+/// A trend table's cell: the count, marked `*` when the run checked the kind only in part.
+fn trend_cell(point: &TrendPoint, kind: Kind) -> String {
+    let count = point
+        .counts
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .and_then(|(_, n)| *n);
+    match count {
+        Some(n) if point.partial.contains(&kind) => format!("{n}*"),
+        _ => count_label(count),
+    }
+}
+
 pub fn count_label(count: Option<usize>) -> String {
     count.map_or_else(|| "not evaluated".to_string(), |n| n.to_string())
 }
@@ -2267,6 +2281,7 @@ pub(crate) mod tests {
     pub(crate) fn trend_point(run_id: i64, as_of: &str, counts: &[(Kind, usize)]) -> TrendPoint {
         TrendPoint {
             run_id,
+            partial: Vec::new(),
             as_of: Some(as_of.parse().unwrap()),
             counts: Kind::ALL
                 .into_iter()

@@ -1554,7 +1554,12 @@ fn trend_table(trend: &[TrendPoint]) -> String {
                 .iter()
                 .find(|(k, _)| *k == kind)
                 .and_then(|(_, n)| *n);
-            out.push_str(&cell(count.map_or_else(|| "n/a".into(), |n| n.to_string())));
+            out.push_str(&cell(match count {
+                None => "n/a".into(),
+                // Checked only in part: what was found, never a clear.
+                Some(n) if point.partial.contains(&kind) => format!("{n}*"),
+                Some(n) => n.to_string(),
+            }));
         }
         out.push('\n');
     }
@@ -1563,6 +1568,9 @@ fn trend_table(trend: &[TrendPoint]) -> String {
         out.push_str(&cell(point.resolved.to_string()));
     }
     out.push('\n');
+    if trend.iter().any(|p| !p.partial.is_empty()) {
+        out.push_str("* checked only in part (a source failed): what was found, not a clear\n");
+    }
     out
 }
 
@@ -2113,6 +2121,7 @@ mod tests {
     fn the_trend_table_has_a_column_per_run_and_says_n_a_for_a_kind_not_evaluated() {
         let point = |run_id, day: &str, leavers, idle| TrendPoint {
             run_id,
+            partial: Vec::new(),
             as_of: day.parse().ok(),
             counts: vec![(Kind::TerminatedActive, leavers), (Kind::IdleSeat, idle)],
             resolved: 2,

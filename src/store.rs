@@ -202,6 +202,8 @@ pub struct TrendPoint {
     pub run_id: i64,
     pub as_of: Option<NaiveDate>,
     pub counts: Vec<(Kind, Option<usize>)>,
+    /// Kinds this run checked only in part: their count is what was found.
+    pub partial: Vec<Kind>,
     /// Findings open in an earlier run that this run found resolved.
     pub resolved: usize,
 }
@@ -1435,20 +1437,21 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for (id, as_of) in ids.into_iter().rev() {
-            let (counts, resolved) = self.counts(id)?;
+            let (counts, partial, resolved) = self.counts(id)?;
             out.push(TrendPoint {
                 run_id: id,
                 as_of: as_of.and_then(|d| d.parse().ok()),
                 counts,
+                partial,
                 resolved,
             });
         }
         Ok(out)
     }
 
-    /// A run's open findings per kind, and how many findings it resolved, read from its
-    /// stored outcome without its findings.
-    fn counts(&self, run_id: i64) -> Result<(KindCounts, usize)> {
+    /// A run's open findings per kind, the kinds it checked only in part, and how many
+    /// findings it resolved, read from its stored outcome without its findings.
+    fn counts(&self, run_id: i64) -> Result<(KindCounts, Vec<Kind>, usize)> {
         let summary: Option<String> = self
             .conn
             .query_row(
@@ -1460,7 +1463,7 @@ impl Store {
             .map_err(|e| self.err(e))?
             .flatten();
         let Some(summary) = summary else {
-            return Ok((Vec::new(), 0));
+            return Ok((Vec::new(), Vec::new(), 0));
         };
         let summary: serde_json::Value = serde_json::from_str(&summary)
             .map_err(|e| self.corrupt(format!("run {run_id} outcome is unreadable: {e}")))?;
@@ -1480,7 +1483,11 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        Ok((counts, resolved))
+        let partial = summary["partial"]
+            .as_object()
+            .map(|o| o.keys().filter_map(|k| Kind::parse(k)).collect())
+            .unwrap_or_default();
+        Ok((counts, partial, resolved))
     }
 
     /// When each finding of a run was first seen (the review date of the first run that

@@ -661,11 +661,25 @@ async fn a_failed_members_read_leaves_leavers_checked_in_part_never_clear_or_res
         .find(|l| l.contains("No open finding in any of these runs"))
         .unwrap_or_default();
     assert!(!caption.contains("terminated_active"), "{caption}");
+    assert!(html.contains("a count marked * was checked only in part"));
     assert!(
         text(&out.stdout).contains("0 (checked in part)"),
         "{}",
         text(&out.stdout)
     );
+    let history = hubreview(
+        tmp.path(),
+        &["--config", config.to_str().unwrap(), "history"],
+        &[],
+    )
+    .await;
+    let history = text(&history.stdout);
+    let leavers = history
+        .lines()
+        .find(|l| l.starts_with("terminated_active"))
+        .unwrap_or_default();
+    assert!(leavers.trim_end().ends_with("0*"), "{history}");
+    assert!(history.contains("* checked only in part"), "{history}");
     assert!(html.contains("0 (checked in part)"));
     let section = html
         .split("id=\"heading-terminated_active\"")
