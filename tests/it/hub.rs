@@ -438,6 +438,19 @@ fn hub_invites() -> Vec<Value> {
     ]
 }
 
+/// The fake SCIM server with `n` users, for runs that read the Hub too.
+async fn scim_server(n: usize) -> hubreview::demo::ScimServer {
+    hubreview::demo::start(
+        users(n),
+        hubreview::demo::ServerOptions {
+            token: TOKEN.into(),
+            ..hubreview::demo::ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 struct HubRun {
     exit: Option<i32>,
     stdout: String,
@@ -449,15 +462,7 @@ struct HubRun {
 
 async fn run_with_hub(server: &HubServer, scim_users: usize, hub_token: &str) -> HubRun {
     let tmp = tempfile::tempdir().unwrap();
-    let scim = hubreview::demo::start(
-        users(scim_users),
-        hubreview::demo::ServerOptions {
-            token: TOKEN.into(),
-            ..hubreview::demo::ServerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let scim = scim_server(scim_users).await;
     let people: Vec<(String, &str)> = (0..scim_users)
         .map(|i| (format!("user{i:04}@testorg.example"), "ACTIVE"))
         .collect();
@@ -582,15 +587,7 @@ async fn an_incomplete_hub_read_leaves_its_kinds_not_evaluated_and_the_report_sa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_members_read_leaves_leavers_checked_in_part_never_clear_or_resolved() {
     let server = serve(hub_members(), hub_invites()).await;
-    let scim = hubreview::demo::start(
-        users(3),
-        hubreview::demo::ServerOptions {
-            token: TOKEN.into(),
-            ..hubreview::demo::ServerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let scim = scim_server(3).await;
     let tmp = tempfile::tempdir().unwrap();
     let mut people: Vec<(String, &str)> = (0..3)
         .map(|i| (format!("user{i:04}@testorg.example"), "ACTIVE"))
@@ -815,15 +812,7 @@ async fn doctor_signs_in_to_the_hub_and_reads_one_page_of_members() {
 async fn snapshot_stores_the_hub_listings_and_says_which_one_is_incomplete() {
     let server = serve(hub_members(), hub_invites()).await;
     server.faults().invites_status = Some(500);
-    let scim = hubreview::demo::start(
-        users(3),
-        hubreview::demo::ServerOptions {
-            token: TOKEN.into(),
-            ..hubreview::demo::ServerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let scim = scim_server(3).await;
     let tmp = tempfile::tempdir().unwrap();
     let okta = write_okta(tmp.path(), &[]);
     let hub_section = format!(
