@@ -41,7 +41,7 @@ pub const DEMO_AS_OF: &str = "2026-11-30";
 /// The date of the demo baseline snapshot, one week before [`DEMO_AS_OF`].
 pub const DEMO_BASELINE_DATE: &str = "2026-11-23";
 /// The SCIM token the demo server accepts by default. Not a secret: it opens only the demo.
-pub const DEMO_TOKEN: &str = "demo-scim-token";
+pub const DEMO_TOKEN: &str = "demo-scim-token-opens-only-the-demo";
 /// The Okta people export of the demo organization.
 pub const DEMO_OKTA_CSV: &str = include_str!("../fixtures/demo/okta.csv");
 /// The Docker Hub members (Insights) export of the demo organization.

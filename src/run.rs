@@ -453,6 +453,7 @@ impl Job {
                 "HUBREVIEW_SCIM_TOKEN",
                 self.secrets.scim_token.as_deref(),
             ));
+            problems.extend(short_scim_token(self.secrets.scim_token.as_deref()));
             if let Err(e) = crate::scim::check(&self.config.scim) {
                 problems.push(e);
             }
@@ -1485,6 +1486,21 @@ fn control_character_in(what: &str, variable: &str, token: Option<&str>) -> Opti
     })
 }
 
+/// The fewest characters a SCIM token can have. Docker's are far longer; the token is
+/// masked out of everything the server sends, so a short one would rewrite user data.
+const MIN_SCIM_TOKEN_CHARS: usize = 16;
+
+fn short_scim_token(token: Option<&str>) -> Option<String> {
+    let n = token?.chars().count();
+    (n < MIN_SCIM_TOKEN_CHARS).then(|| {
+        format!(
+            "the SCIM token (HUBREVIEW_SCIM_TOKEN, or the file HUBREVIEW_SCIM_TOKEN_FILE names) \
+             is {n} characters long, and Docker's are far longer: check that it was copied \
+             whole (at least {MIN_SCIM_TOKEN_CHARS} characters)"
+        )
+    })
+}
+
 /// Refuses a review date after tomorrow (UTC; tomorrow for zones ahead of UTC): a typo
 /// such as 2062 for 2026 would otherwise make every later, real date "back-dated".
 fn refuse_future(as_of: NaiveDate) -> Result<()> {
@@ -2227,5 +2243,19 @@ mod tests {
         // Without `[hub]` nothing is expected from it: a choice, not a failure.
         let sources = HubSources::new(None, None, &Config::default());
         assert!(sources.unavailable.is_empty());
+    }
+
+    // Regression: a token of a few characters was masked out of every user attribute
+    // holding it, so `t` rewrote every name with a t before matching.
+    #[test]
+    fn a_scim_token_too_short_to_be_real_is_refused() {
+        assert!(
+            short_scim_token(Some("t"))
+                .unwrap()
+                .contains("1 characters long")
+        );
+        assert!(short_scim_token(Some("fifteen-chars-x")).is_some());
+        assert!(short_scim_token(Some("sixteen-chars-xy")).is_none());
+        assert!(short_scim_token(None).is_none());
     }
 }
