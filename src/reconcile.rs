@@ -236,6 +236,23 @@ pub struct Outcome {
     pub resolved: Vec<Resolved>,
 }
 
+impl Outcome {
+    /// A kind's count as a reader sees it: the number, `none` when the kind was not
+    /// evaluated, and the number "(checked in part)" when only part of its sources could
+    /// be read (what was found, never a clearance).
+    pub fn count_text(&self, kind: Kind, none: &str) -> String {
+        let count = match self.not_evaluated.contains_key(&kind) {
+            true => None,
+            false => self.counts.get(&kind).copied().flatten(),
+        };
+        match count {
+            Some(n) if self.partial.contains_key(&kind) => format!("{n} (checked in part)"),
+            Some(n) => n.to_string(),
+            None => none.to_owned(),
+        }
+    }
+}
+
 /// `Resolved::account_now` of a leaver whose SCIM account is gone or deactivated while
 /// the person is still a member of the organization (a `not_provisioned` finding).
 pub const STILL_A_MEMBER: &str = "still a member";
@@ -2975,5 +2992,32 @@ mod tests {
             assert_eq!(rows, [2, 3, 4, 5, 6]);
             assert_eq!(list[0].how, ["+tag", "another domain"]);
         }
+    }
+
+    // Regression: invites that failed to read left seats in use short of the invitees,
+    // with nothing to say so.
+    #[test]
+    fn seats_in_use_say_when_the_invites_could_not_be_read() {
+        let accounts = [account("a", Some("a@example.com"))];
+        let people = [person(2, Some("a@example.com"), false)];
+        let members = [member("a@example.com", Seen::Never, None)];
+        let review = ReviewConfig::default();
+        let outcome = reconcile(&Inputs {
+            accounts: &accounts,
+            previous: None,
+            previous_snapshot: None,
+            people: &people,
+            members: Some(&members),
+            invites: None,
+            unavailable: vec![(Kind::PendingInvite, "invites: HTTP 500".into())],
+            review: &review,
+            exceptions: None,
+            as_of: as_of(),
+        })
+        .unwrap();
+        let note = outcome.seats.in_use_note.as_deref().unwrap();
+        assert!(note.contains("pending invites"), "{note}");
+        assert!(note.contains("HTTP 500"), "{note}");
+        assert!(!note.contains("active SCIM accounts"), "{note}");
     }
 }

@@ -381,10 +381,10 @@ impl ReportInput {
     /// The count of `kind` as a reader sees it: a number, "not evaluated", or a number
     /// "(checked in part)", which is never a clearance.
     pub fn count_text(&self, kind: Kind) -> String {
-        match (self.count(kind), self.partial_reason(kind)) {
-            (Some(n), Some(_)) => format!("{n} (checked in part)"),
-            (count, _) => count_label(count),
-        }
+        self.outcome().map_or_else(
+            || count_label(None),
+            |o| o.count_text(kind, &count_label(None)),
+        )
     }
 
     /// Findings of `kind` accepted by an exception in force (shown, not counted).
@@ -1736,13 +1736,7 @@ impl TrendView {
         } else {
             &[]
         };
-        let count = |point: &TrendPoint, kind: Kind| {
-            point
-                .counts
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .and_then(|(_, n)| *n)
-        };
+        let count = |point: &TrendPoint, kind: Kind| point.count(kind);
         let max = points
             .iter()
             .flat_map(|point| Kind::ALL.map(|kind| count(point, kind)))
@@ -1808,7 +1802,7 @@ impl TrendView {
                 }
                 let latest = points
                     .last()
-                    .map(|point| trend_cell(point, kind))
+                    .map(|point| point.cell(kind, &count_label(None)))
                     .unwrap_or_default();
                 (!dots.is_empty()).then(|| SeriesView {
                     kind: kind.as_str(),
@@ -1853,7 +1847,9 @@ impl TrendView {
             .map(|point| TrendRow {
                 run_id: point.run_id,
                 as_of: run_label(point),
-                cells: Kind::ALL.map(|kind| trend_cell(point, kind)).to_vec(),
+                cells: Kind::ALL
+                    .map(|kind| point.cell(kind, &count_label(None)))
+                    .to_vec(),
             })
             .collect();
         let description = match (points.first(), points.last()) {
@@ -2058,19 +2054,6 @@ fn css_string_body(text: &str) -> String {
 }
 
 /// A count as a reviewer reads it: the number, or `not evaluated` (never 0).
-/// A trend table's cell: the count, marked `*` when the run checked the kind only in part.
-fn trend_cell(point: &TrendPoint, kind: Kind) -> String {
-    let count = point
-        .counts
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .and_then(|(_, n)| *n);
-    match count {
-        Some(n) if point.partial.contains(&kind) => format!("{n}*"),
-        _ => count_label(count),
-    }
-}
-
 pub fn count_label(count: Option<usize>) -> String {
     count.map_or_else(|| "not evaluated".to_string(), |n| n.to_string())
 }

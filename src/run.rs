@@ -299,7 +299,7 @@ fn log_summary(result: &Result<Summary>, duration: Duration) {
                 .map(|o| {
                     Kind::ALL
                         .iter()
-                        .map(|k| format!("{k}={}", count_cell(o, *k, "n/a")))
+                        .map(|k| format!("{k}={}", o.count_text(*k, "n/a")))
                         .collect::<Vec<_>>()
                         .join(" ")
                 })
@@ -1565,17 +1565,7 @@ fn trend_table(trend: &[TrendPoint]) -> String {
     for kind in Kind::ALL {
         out.push_str(&format!("{:<20}", kind.as_str()));
         for point in trend {
-            let count = point
-                .counts
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .and_then(|(_, n)| *n);
-            out.push_str(&cell(match count {
-                None => "n/a".into(),
-                // Checked only in part: what was found, never a clear.
-                Some(n) if point.partial.contains(&kind) => format!("{n}*"),
-                Some(n) => n.to_string(),
-            }));
+            out.push_str(&cell(point.cell(kind, "n/a")));
         }
         out.push('\n');
     }
@@ -2040,20 +2030,10 @@ fn open_total(outcome: &Outcome) -> usize {
     outcome.counts.values().flatten().sum()
 }
 
-/// A kind's count for a line of text: the number, `none` when not evaluated, and the
-/// number "(checked in part)" when only part of its sources could be read.
-fn count_cell(outcome: &Outcome, kind: Kind, none: &str) -> String {
-    match outcome.counts.get(&kind).copied().flatten() {
-        Some(n) if outcome.partial.contains_key(&kind) => format!("{n} (checked in part)"),
-        Some(n) => n.to_string(),
-        None => none.to_owned(),
-    }
-}
-
 pub fn counts_line(outcome: &Outcome) -> String {
     let parts: Vec<String> = Kind::ALL
         .iter()
-        .map(|k| format!("{k} {}", count_cell(outcome, *k, "n/a")))
+        .map(|k| format!("{k} {}", outcome.count_text(*k, "n/a")))
         .collect();
     format!(
         "{} open findings ({})",
@@ -2090,7 +2070,7 @@ pub fn print_summary(config: &Config, summary: &Summary) {
     }
     if let Some(outcome) = &summary.outcome {
         for kind in Kind::ALL {
-            let count = count_cell(outcome, kind, "not evaluated");
+            let count = outcome.count_text(kind, "not evaluated");
             say!("  {:<20} {count}", kind.as_str());
         }
         let accepted = outcome.findings.iter().filter(|f| f.is_accepted()).count();

@@ -208,6 +208,26 @@ pub struct TrendPoint {
     pub resolved: usize,
 }
 
+impl TrendPoint {
+    /// The run's open findings of `kind`; `None` when it was not evaluated.
+    pub fn count(&self, kind: Kind) -> Option<usize> {
+        self.counts
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, n)| *n)
+    }
+
+    /// The count for a table cell: `none` when not evaluated, marked `*` when the run
+    /// checked the kind only in part.
+    pub fn cell(&self, kind: Kind, none: &str) -> String {
+        match self.count(kind) {
+            Some(n) if self.partial.contains(&kind) => format!("{n}*"),
+            Some(n) => n.to_string(),
+            None => none.to_owned(),
+        }
+    }
+}
+
 /// Open findings per kind; `None` for a kind that was not evaluated.
 type KindCounts = Vec<(Kind, Option<usize>)>;
 
